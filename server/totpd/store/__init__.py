@@ -1,0 +1,83 @@
+"""The storage port: what the service needs from a store, and nothing of how it is kept.
+
+Every method that decides something (activate, check, consume) does it atomically with
+recording it, so concurrent requests through any number of server processes see one order.
+Implementations raise ``StoreUnavailable`` when they cannot answer.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..model import (
+    ActivationResult,
+    ActiveRecord,
+    CheckResult,
+    Event,
+    Lockout,
+    LockoutPolicy,
+    PendingRecord,
+)
+
+
+class Store(Protocol):
+    async def create_pending(self, record: PendingRecord, request_id: str) -> str | None:
+        """Save a pending enrollment that expires at ``record.expire_time``.
+
+        With a ``request_id`` that already names an enrollment of the user, save nothing
+        and return that enrollment's id instead.
+        """
+
+    async def get_pending(self, user_id: str, totp_id: str) -> PendingRecord | None: ...
+
+    async def activate(
+        self,
+        user_id: str,
+        totp_id: str,
+        matched_step: int | None,
+        max_attempts: int,
+        now: float,
+    ) -> ActivationResult:
+        """Promote the pending enrollment if ``matched_step`` is set, else count a failure.
+
+        Promotion replaces the user's active TOTP, its recovery codes and lockout state in
+        the same step; ``matched_step`` becomes the last used step. The failure that
+        reaches ``max_attempts`` discards the enrollment.
+        """
+
+    async def get_active(self, user_id: str) -> ActiveRecord | None: ...
+
+    async def check_code(
+        self,
+        user_id: str,
+        totp_id: str,
+        matched_step: int | None,
+        now: float,
+        policy: LockoutPolicy,
+    ) -> CheckResult:
+        """Accept ``matched_step`` if the user is not locked out and it is newer than the
+        last accepted step; otherwise record a failure under ``policy``."""
+
+    async def use_recovery_code(
+        self, user_id: str, digests: list[bytes], now: float, policy: LockoutPolicy
+    ) -> CheckResult:
+        """Consume the first stored recovery code among ``digests``, or record a failure."""
+
+    async def replace_recovery_codes(
+        self, user_id: str, key_id: str, digests: list[bytes]
+    ) -> str | None:
+        """Replace every recovery code of the active TOTP with ``digests`` (made under the
+        hashing key ``key_id``); the TOTP's id, or None if the user has none."""
+
+    async def list_pending(self, user_id: str, now: float) -> list[PendingRecord]: ...
+
+    async def recovery_codes_remaining(self, user_id: str) -> int: ...
+
+    async def lockout(self, user_id: str) -> Lockout: ...
+
+    async def delete(self, user_id: str, totp_id: str | None) -> bool:
+        """Delete the active TOTP (``totp_id`` None or its id) or one pending enrollment."""
+
+    async def append_event(self, event: Event) -> None: ...
+
+    async def ping(self) -> bool: ...

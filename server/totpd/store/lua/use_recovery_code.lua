@@ -1,0 +1,22 @@
+-- Consume one recovery code of the active factor, or count a failure. (lockout.lua is
+-- prepended.)
+-- KEYS: active, recovery, lockout
+-- ARGV: now_ms, threshold, base_ms, max_ms, hard, digest, ... (one per hashing key)
+-- Returns {'accepted', totp_id, remaining} | {'rejected'} | {'locked', ms or -1} | {'not_found'}
+local active, recovery, lockout = KEYS[1], KEYS[2], KEYS[3]
+local now = tonumber(ARGV[1])
+local totp_id = redis.call('HGET', active, 'id')
+if not totp_id then return {'not_found'} end
+
+local locked = lock_remaining(lockout, now)
+if locked then return {'locked', locked} end
+
+for i = 6, #ARGV do
+  if redis.call('SREM', recovery, ARGV[i]) == 1 then
+    redis.call('DEL', lockout)
+    return {'accepted', totp_id, redis.call('SCARD', recovery)}
+  end
+end
+record_failure(lockout, now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+               tonumber(ARGV[5]))
+return {'rejected'}
