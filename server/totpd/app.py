@@ -101,18 +101,18 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        await server.start()
-        host = settings.listen.rsplit(":", 1)[0]
-        log.info(
-            "totpd listening on %s:%d (env=%s, reflection=%s)",
-            host,
-            port,
-            settings.env.value,
-            "on" if settings.reflection else "off",
-        )
-        if not settings.production:
-            log.warning("DEVELOPMENT mode: plaintext gRPC and no caller authentication")
         async with health_tracking(health_servicer, store.ping):
+            await server.start()
+            host = settings.listen.rsplit(":", 1)[0]
+            log.info(
+                "totpd listening on %s:%d (env=%s, reflection=%s)",
+                host,
+                port,
+                settings.env.value,
+                "on" if settings.reflection else "off",
+            )
+            if not settings.production:
+                log.warning("DEVELOPMENT mode: plaintext gRPC and no caller authentication")
             await stopping.wait()
             log.info("shutting down: NOT_SERVING, finishing in-flight calls")
         # health_tracking has set NOT_SERVING; calls in flight get the grace period.

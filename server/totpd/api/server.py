@@ -67,22 +67,24 @@ async def health_tracking(
 ) -> AsyncIterator[None]:
     """Keep health NOT_SERVING while the store does not answer, SERVING while it does."""
 
-    async def probe() -> None:
-        serving: bool | None = None
-        while True:
-            try:
-                now_serving = await ping()
-            except StoreUnavailable:
-                now_serving = False
-            if now_serving != serving:
-                log.info(
-                    "store %s", "reachable: SERVING" if now_serving else "unreachable: NOT_SERVING"
-                )
-                await _set_health(servicer, now_serving)
-                serving = now_serving
-            await asyncio.sleep(interval)
+    async def probe(serving: bool | None) -> bool:
+        try:
+            now_serving = await ping()
+        except StoreUnavailable:
+            now_serving = False
+        if now_serving != serving:
+            state = "reachable: SERVING" if now_serving else "unreachable: NOT_SERVING"
+            log.info("store %s", state)
+            await _set_health(servicer, now_serving)
+        return now_serving
 
-    task = asyncio.create_task(probe())
+    async def keep_probing(serving: bool) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            serving = await probe(serving)
+
+    # The first answer is known before anyone can ask: no window of "unknown service".
+    task = asyncio.create_task(keep_probing(await probe(None)))
     try:
         yield
     finally:
