@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis.asyncio as aioredis
+
 from totpd.api.server import create_server
 from totpd.embedded_redis import EmbeddedRedis
 from totpd.keyring import Keyring
