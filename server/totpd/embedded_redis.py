@@ -94,6 +94,9 @@ class EmbeddedRedis:
             [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            # Its own session: a terminal's Ctrl-C reaches totpd only, which drains its
+            # calls first and then stops Redis.
+            start_new_session=True,
         )
         self._wait_ready(timeout)
         return self.url
