@@ -216,7 +216,11 @@ class CheckOutcome(enum.Enum):
 class CheckResult:
     outcome: CheckOutcome
     totp_id: str = ""
-    retry_after: float | None = None  # LOCKED: seconds, or None if locked for good
+    #: LOCKED, or REJECTED with ``lock_engaged``: seconds until the lock lifts, None if
+    #: it never lifts by itself.
+    retry_after: float | None = None
+    #: REJECTED: this failure started (or lengthened, or made permanent) a lock.
+    lock_engaged: bool = False
     remaining: int = 0  # recovery codes left after an accepted recovery code
 
 
@@ -233,11 +237,23 @@ class ActivationResult:
     replaced_totp_id: str | None = None
 
 
+class EventType(enum.Enum):
+    """The action an audit event reports; its outcome says how it ended."""
+
+    CREATE = "totp.create"  # ok
+    ACTIVATE = "totp.activate"  # activated | rejected | discarded | not_found
+    VERIFY = "totp.verify"  # accepted | rejected | locked | not_found
+    USE_RECOVERY_CODE = "recovery_code.use"  # accepted | rejected | locked | not_found
+    REGENERATE_RECOVERY_CODES = "recovery_codes.regenerate"  # ok
+    DELETE = "totp.delete"  # ok
+    LOCKOUT = "lockout.engage"  # temporary | permanent: a failure locked the user
+
+
 @dataclass(frozen=True)
 class Event:
     """An audit event: what happened to whose factor. Never a secret or a code."""
 
-    type: str
+    type: EventType
     user_id: str
     totp_id: str
     outcome: str

@@ -33,6 +33,7 @@ from .model import (
     CreateCommand,
     Enrollment,
     Event,
+    EventType,
     LockoutPolicy,
     PendingRecord,
     QrCode,
@@ -124,7 +125,7 @@ class TotpService:
         existing_id = await self._store.create_pending(record, cmd.request_id)
         if existing_id is not None:
             return await self._replay_create(cmd, existing_id)
-        await self._event("totp.created", cmd.user_id, totp_id, "ok", caller)
+        await self._event(EventType.CREATE, cmd.user_id, totp_id, "ok", caller)
         return await self._enrollment(record, secret, codes, cmd)
 
     async def _replay_create(self, cmd: CreateCommand, totp_id: str) -> Enrollment:
@@ -166,7 +167,7 @@ class TotpService:
         result = await self._store.activate(
             user_id, totp_id, step, self._policy.activation_max_attempts, now
         )
-        await self._event("totp.activated", user_id, totp_id, result.outcome.value, caller)
+        await self._event(EventType.ACTIVATE, user_id, totp_id, result.outcome.value, caller)
         match result.outcome:
             case ActivationOutcome.ACTIVATED:
                 totp = Totp(
@@ -193,6 +194,7 @@ class TotpService:
         for _ in range(_STALE_RETRIES):
             active = await self._store.get_active(user_id)
             if active is None:
+                await self._event(EventType.VERIFY, user_id, "", "not_found", caller)
                 raise TotpNotFound("the user has no active TOTP")
             now = self._clock()
             secret = self._keyring.open(active.secret, _SECRET, user_id, active.totp_id)
@@ -202,9 +204,7 @@ class TotpService:
             )
             if result.outcome is CheckOutcome.STALE:
                 continue  # replaced between read and check: check against the new one
-            await self._event(
-                "totp.verified", user_id, active.totp_id, result.outcome.value, caller
-            )
+            await self._check_events(EventType.VERIFY, user_id, result, caller)
             self._raise_unless_accepted(result)
             assert step is not None
             return Verification(active.totp_id, step - otp.time_step(now, active.params.period))
@@ -217,9 +217,7 @@ class TotpService:
         result = await self._store.use_recovery_code(
             user_id, digests, self._clock(), self._policy.lockout
         )
-        await self._event(
-            "recovery_code.used", user_id, result.totp_id, result.outcome.value, caller
-        )
+        await self._check_events(EventType.USE_RECOVERY_CODE, user_id, result, caller)
         self._raise_unless_accepted(result)
         return RecoveryCodeUse(result.totp_id, result.remaining)
 
@@ -247,7 +245,7 @@ class TotpService:
         )
         if totp_id is None:
             raise TotpNotFound("the user has no active TOTP")
-        await self._event("recovery_codes.regenerated", user_id, totp_id, "ok", caller)
+        await self._event(EventType.REGENERATE_RECOVERY_CODES, user_id, totp_id, "ok", caller)
         return totp_id, codes
 
     async def status(self, user_id: str) -> Status:
@@ -265,10 +263,10 @@ class TotpService:
         )
 
     async def delete(self, user_id: str, totp_id: str | None, caller: str = "") -> bool:
-        deleted = await self._store.delete(user_id, totp_id)
-        if deleted:
-            await self._event("totp.deleted", user_id, totp_id or "", "ok", caller)
-        return deleted
+        deleted_id = await self._store.delete(user_id, totp_id)
+        if deleted_id is not None:
+            await self._event(EventType.DELETE, user_id, deleted_id, "ok", caller)
+        return deleted_id is not None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -277,8 +275,16 @@ class TotpService:
         assert canonical is not None  # we made it
         return self._keyring.digest(canonical, user_id)
 
+    async def _check_events(
+        self, type_: EventType, user_id: str, result: CheckResult, caller: str
+    ) -> None:
+        await self._event(type_, user_id, result.totp_id, result.outcome.value, caller)
+        if result.lock_engaged:
+            how = "permanent" if result.retry_after is None else "temporary"
+            await self._event(EventType.LOCKOUT, user_id, result.totp_id, how, caller)
+
     async def _event(
-        self, type_: str, user_id: str, totp_id: str, outcome: str, caller: str
+        self, type_: EventType, user_id: str, totp_id: str, outcome: str, caller: str
     ) -> None:
         """Append an audit event. The state change it reports has already happened, so a
         failure to record it is logged rather than turned into a failed RPC."""
@@ -286,4 +292,6 @@ class TotpService:
         try:
             await self._store.append_event(event)
         except StoreUnavailable:
-            log.warning("audit event %s for %s was not recorded", type_, totp_id, exc_info=True)
+            log.warning(
+                "audit event %s for %s was not recorded", type_.value, totp_id, exc_info=True
+            )

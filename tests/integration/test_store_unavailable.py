@@ -24,6 +24,7 @@ from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+CALL = 5.0  # every call has a deadline: a stalled one fails the test instead of hanging
 
 
 @pytest.fixture
@@ -61,22 +62,23 @@ async def test_redis_down_means_unavailable_and_not_serving_then_recovery(
     try:
         async with health_tracking(health_servicer, store.ping, interval=0.02):
             await wait_for_health(channel, SERVING)
-            created = await stub.CreateTotp(pb.CreateTotpRequest(user_id="alice"))
+            created = await stub.CreateTotp(pb.CreateTotpRequest(user_id="alice"), timeout=CALL)
             await stub.ActivateTotp(
                 pb.ActivateTotpRequest(
                     user_id="alice",
                     totp_id=created.totp_id,
                     code=totp_code(created.secret, clock.now),
-                )
+                ),
+                timeout=CALL,
             )
 
             own_redis.stop()
             await wait_for_health(channel, NOT_SERVING)
             calls = [
-                stub.CreateTotp(pb.CreateTotpRequest(user_id="bob")),
-                stub.VerifyTotp(pb.VerifyTotpRequest(user_id="alice", code="123456")),
-                stub.GetTotp(pb.GetTotpRequest(user_id="alice")),
-                stub.DeleteTotp(pb.DeleteTotpRequest(user_id="alice")),
+                stub.CreateTotp(pb.CreateTotpRequest(user_id="bob"), timeout=CALL),
+                stub.VerifyTotp(pb.VerifyTotpRequest(user_id="alice", code="123456"), timeout=CALL),
+                stub.GetTotp(pb.GetTotpRequest(user_id="alice"), timeout=CALL),
+                stub.DeleteTotp(pb.DeleteTotpRequest(user_id="alice"), timeout=CALL),
             ]
             for call in calls:
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -89,7 +91,8 @@ async def test_redis_down_means_unavailable_and_not_serving_then_recovery(
             await wait_for_health(channel, SERVING)
             clock.advance(30)
             verified = await stub.VerifyTotp(
-                pb.VerifyTotpRequest(user_id="alice", code=totp_code(created.secret, clock.now))
+                pb.VerifyTotpRequest(user_id="alice", code=totp_code(created.secret, clock.now)),
+                timeout=CALL,
             )
             assert verified.totp_id == created.totp_id
     finally:

@@ -193,7 +193,9 @@ class TotpServicer(pb_grpc.TotpServiceServicer):
             active_totp=_totp(status.active) if status.active else None,
             pending_totps=[_totp(p) for p in status.pending],
             recovery_codes_remaining=status.recovery_codes_remaining,
-            lockout=_lockout(status.lockout, status.locked),
+            lockout=_lockout(status.lockout, status.locked)
+            if status.locked or status.lockout.consecutive_failures
+            else None,
         )
 
     @_translating_errors

@@ -75,8 +75,9 @@ class Store(Protocol):
 
     async def lockout(self, user_id: str) -> Lockout: ...
 
-    async def delete(self, user_id: str, totp_id: str | None) -> bool:
-        """Delete the active TOTP (``totp_id`` None or its id) or one pending enrollment."""
+    async def delete(self, user_id: str, totp_id: str | None) -> str | None:
+        """Delete the active TOTP (``totp_id`` None or its id) or one pending enrollment;
+        the id of what was deleted, or None if there was nothing."""
 
     async def append_event(self, event: Event) -> None: ...
 

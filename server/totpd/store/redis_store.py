@@ -175,13 +175,16 @@ def _decode_active(h: dict[bytes, bytes]) -> ActiveRecord:
 
 
 def _check_result(reply: Sequence[Any]) -> CheckResult:
-    outcome = CheckOutcome(reply[0].decode())
+    """Decode the ``{outcome, totp_id, n}`` reply of the code-check scripts."""
+    outcome, totp_id, n = CheckOutcome(reply[0].decode()), reply[1].decode(), int(reply[2])
+    seconds = None if n < 0 else n / 1000
     if outcome is CheckOutcome.LOCKED:
-        remaining = int(reply[1])
-        return CheckResult(outcome, retry_after=None if remaining < 0 else remaining / 1000)
-    if outcome is CheckOutcome.ACCEPTED and len(reply) > 1:
-        return CheckResult(outcome, totp_id=reply[1].decode(), remaining=int(reply[2]))
-    return CheckResult(outcome)
+        return CheckResult(outcome, totp_id, retry_after=seconds)
+    if outcome is CheckOutcome.REJECTED and n != 0:
+        return CheckResult(outcome, totp_id, retry_after=seconds, lock_engaged=True)
+    if outcome is CheckOutcome.ACCEPTED:
+        return CheckResult(outcome, totp_id, remaining=n)
+    return CheckResult(outcome, totp_id)
 
 
 class RedisStore:
@@ -288,9 +291,7 @@ class RedisStore:
         matched = "0" if matched_step is None else "1"
         args: list[_Arg] = [totp_id, matched, matched_step or 0, _ms(now)]
         args += self._policy_args(policy)
-        reply = await self._check_code(keys=[k.active, k.lockout], args=args)
-        result = _check_result(reply)
-        return CheckResult(result.outcome, totp_id, result.retry_after)
+        return _check_result(await self._check_code(keys=[k.active, k.lockout], args=args))
 
     @_unavailable_on_redis_errors
     async def use_recovery_code(
@@ -337,19 +338,20 @@ class RedisStore:
         )
 
     @_unavailable_on_redis_errors
-    async def delete(self, user_id: str, totp_id: str | None) -> bool:
+    async def delete(self, user_id: str, totp_id: str | None) -> str | None:
         k = self._keys(user_id)
         keys = [k.active, k.recovery, k.lockout, k.pending_index]
         if totp_id:
             keys.append(k.pending(totp_id))
-        return bool(await self._delete(keys=keys, args=[totp_id or ""]))
+        deleted = await self._delete(keys=keys, args=[totp_id or ""])
+        return deleted.decode() if deleted else None
 
     @_unavailable_on_redis_errors
     async def append_event(self, event: Event) -> None:
         await self._redis.xadd(
             events(self._prefix),
             {
-                "type": event.type,
+                "type": event.type.value,
                 "user_id": event.user_id,
                 "totp_id": event.totp_id,
                 "outcome": event.outcome,

@@ -1,16 +1,16 @@
 -- Delete the active factor (with its codes and lockout) or one pending enrollment.
 -- KEYS: active, recovery, lockout, pending index, [pending]
 -- ARGV: totp_id ('' means the active factor)
--- Returns 1 if something was deleted, else 0.
+-- Returns the id of what was deleted, or nil if there was nothing to delete.
 local active, recovery, lockout, index, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local totp_id = ARGV[1]
 local active_id = redis.call('HGET', active, 'id')
 if active_id and (totp_id == '' or totp_id == active_id) then
   redis.call('DEL', active, recovery, lockout)
-  return 1
+  return active_id
 end
 if pending then
   redis.call('ZREM', index, totp_id)
-  return redis.call('DEL', pending)
+  if redis.call('DEL', pending) == 1 then return totp_id end
 end
-return 0
+return false

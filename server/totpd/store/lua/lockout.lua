@@ -11,12 +11,16 @@ end
 
 -- Count one failure: from `threshold` failures on, lock for base * 2^(extra failures),
 -- at most `max`; at `hard` failures, lock for good. Waiting never resets the count.
+-- Returns the lock this failure engaged: its length in ms, -1 for good, 0 for none.
 local function record_failure(lockout, now, threshold, base, max, hard)
   local fails = redis.call('HINCRBY', lockout, 'fails', 1)
   if fails >= hard then
     redis.call('HSET', lockout, 'hard', '1')
+    return -1
   elseif fails >= threshold then
     local duration = math.min(base * 2 ^ (fails - threshold), max)
     redis.call('HSET', lockout, 'until', string.format('%.0f', now + duration))
+    return duration
   end
+  return 0
 end

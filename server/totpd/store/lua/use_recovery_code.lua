@@ -2,14 +2,15 @@
 -- prepended.)
 -- KEYS: active, recovery, lockout
 -- ARGV: now_ms, threshold, base_ms, max_ms, hard, digest, ... (one per hashing key)
--- Returns {'accepted', totp_id, remaining} | {'rejected'} | {'locked', ms or -1} | {'not_found'}
+-- Returns {outcome, totp_id, n} like check_code.lua; for 'accepted', n is the number of
+-- codes left.
 local active, recovery, lockout = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
 local totp_id = redis.call('HGET', active, 'id')
-if not totp_id then return {'not_found'} end
+if not totp_id then return {'not_found', '', 0} end
 
 local locked = lock_remaining(lockout, now)
-if locked then return {'locked', locked} end
+if locked then return {'locked', totp_id, locked} end
 
 for i = 6, #ARGV do
   if redis.call('SREM', recovery, ARGV[i]) == 1 then
@@ -17,6 +18,6 @@ for i = 6, #ARGV do
     return {'accepted', totp_id, redis.call('SCARD', recovery)}
   end
 end
-record_failure(lockout, now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
-               tonumber(ARGV[5]))
-return {'rejected'}
+local engaged = record_failure(lockout, now, tonumber(ARGV[2]), tonumber(ARGV[3]),
+                               tonumber(ARGV[4]), tonumber(ARGV[5]))
+return {'rejected', totp_id, engaged}
