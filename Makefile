@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := $(CURDIR)/.tools/bin
 GRPCURL_VERSION := v1.9.3
-GEN_DIR := server/totpd/v1
+GEN_DIR := clients/python/totpd/v1
 PROTO := protos/totpd/v1/totp_service.proto
 GENERATED := $(GEN_DIR)/totp_service_pb2.py $(GEN_DIR)/totp_service_pb2_grpc.py
 
@@ -42,14 +42,14 @@ $(GENERATED) &: $(PROTO) $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iprotos \
 		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
 		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
-		--python_out=server --mypy_out=server \
-		--grpc_python_out=server --mypy_grpc_out=server $(PROTO)
+		--python_out=clients/python --mypy_out=clients/python \
+		--grpc_python_out=clients/python --mypy_grpc_out=clients/python $(PROTO)
 	touch $(GENERATED)
 
 $(VENV)/.installed: requirements/dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/python -e .
 	touch $@
 
 tools: $(TOOLS)/grpcurl ## Install the pinned grpcurl into .tools/bin.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,27 @@ T = TypeVar("T")
 
 class ConfigError(Exception):
     """A setting is malformed; the message names the variable."""
+
+
+def _issuer(raw: str) -> str:
+    # The same rules as a request's issuer: it becomes the issuer of enrollments.
+    if len(raw.encode()) > 64 or not raw.isprintable() or ":" in raw:
+        raise ValueError("must be at most 64 bytes of printable text without ':'")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _listen(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:50051 or [::]:50051")
+    return raw
 
 
 class Environment(enum.Enum):
@@ -79,10 +101,10 @@ class Settings:
         d = cls()
         environment = get("ENV", Environment, d.env)
         return cls(
-            listen=get("LISTEN", str, d.listen),
+            listen=get("LISTEN", _listen, d.listen),
             redis_url=get("REDIS_URL", str, d.redis_url),
             data_dir=get("DATA_DIR", Path, d.data_dir),
-            issuer=get("ISSUER", str, d.issuer),
+            issuer=get("ISSUER", _issuer, d.issuer),
             keys_file=get("KEYS_FILE", Path, d.keys_file),
             env=environment,
             # Reflection helps people with grpcurl; production turns it on explicitly.
@@ -105,5 +127,5 @@ class Settings:
             ),
             events_maxlen=get("EVENTS_MAXLEN", ranged(1, 10**9, int), d.events_maxlen),
             shutdown_grace=get("SHUTDOWN_GRACE_SECONDS", ranged(0, 600, float), d.shutdown_grace),
-            log_level=get("LOG_LEVEL", str.upper, d.log_level),
+            log_level=get("LOG_LEVEL", _log_level, d.log_level),
         )

@@ -14,7 +14,6 @@ keys can rotate: add a key, make it primary, and the old one keeps decrypting wh
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -31,6 +30,7 @@ from .model import SealedSecret
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
 
 
 class KeyringError(Exception):
@@ -66,7 +66,7 @@ class _KeySet:
         for key_id, encoded in keys.items():
             try:
                 raw = base64.b64decode(str(encoded), validate=True)
-            except binascii.Error as exc:
+            except ValueError as exc:  # binascii.Error, or non-ASCII text
                 raise KeyringError(f"keys file: {section} key {key_id!r} is not base64") from exc
             if len(raw) != KEY_BYTES:
                 raise KeyringError(f"keys file: {section} key {key_id!r} must be 32 bytes")
@@ -132,6 +132,8 @@ class Keyring:
         key = self._encryption.keys.get(sealed.key_id)
         if key is None:
             raise DecryptionError(f"unknown encryption key id {sealed.key_id!r}")
+        if len(sealed.blob) < NONCE_BYTES + TAG_BYTES:
+            raise DecryptionError("sealed value is truncated")
         nonce, ciphertext = sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:]
         try:
             return AESGCM(key).decrypt(nonce, ciphertext, _associated_data(purpose, *bound_to))

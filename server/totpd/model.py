@@ -37,8 +37,8 @@ class CreateCommand:
 
     user_id: str
     expiration_seconds: int
-    issuer: str
-    account_name: str
+    issuer: str  # empty: the server's default issuer
+    account_name: str  # never empty, never with a colon (the Key URI label separator)
     request_id: str
     params: TotpParams
     qr_format: QrFormat

@@ -53,9 +53,10 @@ def match_step(secret: bytes, params: TotpParams, code: str, now: float, window:
     the newest wins, which only makes replay protection stricter.
     """
     current = time_step(now, params.period)
+    offered = code.encode()  # bytes: compare_digest refuses non-ASCII str
     matched: int | None = None
     for step in range(current - window, current + window + 1):
-        if hmac.compare_digest(code_at(secret, params, step), code):
+        if hmac.compare_digest(code_at(secret, params, step).encode(), offered):
             matched = step
     return matched
 

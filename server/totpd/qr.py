@@ -13,22 +13,24 @@ from typing import Any
 import qrcode
 from qrcode.constants import ERROR_CORRECT_M
 from qrcode.image.pil import PilImage
-from qrcode.image.svg import SvgPathImage
+from qrcode.image.svg import SvgPathFillImage
 
 from .model import QrCode, QrFormat
 
 BORDER = 4  # the quiet zone ISO/IEC 18004 asks for, in modules
 
 
-class _PixelSvgImage(SvgPathImage):
-    """An SVG sized in CSS pixels, like the PNG; qrcode's own unit is the millimetre."""
+class _PixelSvgImage(SvgPathFillImage):
+    """An SVG on a white background (scannable on a dark page too), sized in CSS pixels
+    like the PNG; qrcode's own unit is the millimetre."""
 
     def units(self, pixels: int | Decimal, text: bool = True) -> Any:
         return str(int(pixels)) if text else Decimal(pixels)
 
 
 def render(data: str, fmt: QrFormat, size: int) -> QrCode:
-    """A QR code of ``data`` at most ``size`` pixels wide, with whole pixels per module."""
+    """A QR code of ``data`` at most ``size`` pixels wide, with whole pixels per module
+    (one pixel per module, and so wider, if it has more modules than that)."""
     qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=BORDER, box_size=1)
     qr.add_data(data)
     qr.make(fit=True)  # smallest version that fits, best of the eight masks

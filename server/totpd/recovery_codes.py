@@ -36,7 +36,9 @@ def normalize(code: str) -> str | None:
     None for anything that cannot be a recovery code, so garbage is refused without
     ever being hashed or looked up.
     """
-    canonical = code.translate(_IGNORED).lower()
+    canonical = code.translate(_IGNORED)
+    # ASCII first: str.lower() folds some non-ASCII letters into ASCII (KELVIN SIGN -> k).
+    canonical = canonical.lower() if canonical.isascii() else ""
     if len(canonical) != CODE_LENGTH or not all(c in ALPHABET for c in canonical):
         return None
     return canonical

@@ -111,7 +111,7 @@ class TotpService:
             user_id=cmd.user_id,
             params=cmd.params,
             issuer=cmd.issuer or self._policy.default_issuer,
-            account_name=cmd.account_name or cmd.user_id,
+            account_name=cmd.account_name,
             secret=self._keyring.seal(secret, _SECRET, cmd.user_id, totp_id),
             sealed_recovery_codes=self._keyring.seal(
                 "\n".join(codes).encode(), _RECOVERY_CODES, cmd.user_id, totp_id
@@ -160,6 +160,7 @@ class TotpService:
     async def activate(self, user_id: str, totp_id: str, code: str, caller: str = "") -> Activation:
         record = await self._store.get_pending(user_id, totp_id)
         if record is None:
+            await self._event(EventType.ACTIVATE, user_id, totp_id, "not_found", caller)
             raise TotpNotFound("no such pending enrollment for this user")
         now = self._clock()
         secret = self._keyring.open(record.secret, _SECRET, user_id, totp_id)

@@ -13,9 +13,9 @@ from ..model import Algorithm, CreateCommand, QrFormat, TotpParams
 from ..v1 import totp_service_pb2 as pb
 
 MAX_USER_ID_BYTES = 256
-MAX_ISSUER_CHARS = 64
-MAX_ACCOUNT_CHARS = 256
-MAX_REQUEST_ID_CHARS = 64
+MAX_ISSUER_BYTES = 64
+MAX_ACCOUNT_BYTES = 256
+MAX_REQUEST_ID_BYTES = 64
 MAX_RECOVERY_CODE_CHARS = 64
 DEFAULT_EXPIRATION_MINUTES = 1440
 MIN_EXPIRATION_MINUTES, MAX_EXPIRATION_MINUTES = 5, 1440
@@ -75,13 +75,16 @@ class _Violations:
 def create_command(req: pb.CreateTotpRequest) -> CreateCommand:
     v = _Violations()
     v.user_id(req.user_id)
-    v.printable("issuer", req.issuer, MAX_ISSUER_CHARS, required=False)
-    v.printable("account_name", req.account_name, MAX_ACCOUNT_CHARS, required=False)
+    v.printable("issuer", req.issuer, MAX_ISSUER_BYTES, required=False)
+    v.printable("account_name", req.account_name, MAX_ACCOUNT_BYTES, required=False)
     # The Key URI label is "issuer:account": a colon inside either would split it wrongly.
     for field, value in (("issuer", req.issuer), ("account_name", req.account_name)):
         if ":" in value:
             v.add(field, "must not contain ':'")
-    v.printable("request_id", req.request_id, MAX_REQUEST_ID_CHARS, required=False)
+    v.printable("request_id", req.request_id, MAX_REQUEST_ID_BYTES, required=False)
+    account_name = req.account_name or req.user_id
+    if not req.account_name and ":" in req.user_id:
+        v.add("account_name", "is required when user_id contains ':'")
 
     minutes = req.expiration_minutes or DEFAULT_EXPIRATION_MINUTES
     if not MIN_EXPIRATION_MINUTES <= minutes <= MAX_EXPIRATION_MINUTES:
@@ -109,7 +112,7 @@ def create_command(req: pb.CreateTotpRequest) -> CreateCommand:
         user_id=req.user_id,
         expiration_seconds=minutes * 60,
         issuer=req.issuer,
-        account_name=req.account_name,
+        account_name=account_name,
         request_id=req.request_id,
         params=TotpParams(algorithm, digits, period),
         qr_format=qr_format,

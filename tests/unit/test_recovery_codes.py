@@ -1,0 +1,82 @@
+"""Recovery codes: their shape and the normalisation that decides what counts as one."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from totpd import recovery_codes
+
+CODE_SHAPE = re.compile(r"[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}\Z")
+
+
+def test_new_codes_are_ten_unique_codes_of_the_documented_shape() -> None:
+    codes = recovery_codes.new_codes()
+    assert len(codes) == 10
+    assert len(set(codes)) == 10
+    for code in codes:
+        assert CODE_SHAPE.match(code), code
+
+
+def test_new_codes_differ_between_calls() -> None:
+    assert set(recovery_codes.new_codes()).isdisjoint(recovery_codes.new_codes())
+
+
+def test_new_codes_honours_count() -> None:
+    assert len(set(recovery_codes.new_codes(3))) == 3
+
+
+def test_new_codes_use_the_whole_alphabet() -> None:
+    # 100 codes hold 1200 characters; each of the 36 symbols should turn up.
+    seen = set("".join(recovery_codes.new_codes(100)).replace("-", ""))
+    assert seen == set("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def test_normalize_of_a_new_code_is_it_without_dashes() -> None:
+    for code in recovery_codes.new_codes():
+        assert recovery_codes.normalize(code) == code.replace("-", "")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "ckss-2skx-eb0w",
+        "CKSS-2SKX-EB0W",
+        "Ckss-2sKx-eB0w",
+        "ckss2skxeb0w",
+        "CKSS2SKXEB0W",
+        "ckss 2skx eb0w",
+        " ckss-2skx-eb0w ",
+        "ckss\t2skx\teb0w",
+        "c-k-s-s-2-s-k-x-e-b-0-w",
+        "--ckss--2skx--eb0w--",
+    ],
+)
+def test_normalize_accepts_case_dash_and_space_variants(variant: str) -> None:
+    assert recovery_codes.normalize(variant) == "ckss2skxeb0w"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "-",
+        "   ",
+        "ckss-2skx-eb0",  # 11 characters
+        "ckss-2skx-eb0wx",  # 13 characters
+        "ckss-2skx-eb0w-ckss",
+        "ckss_2skx_eb0w",  # other separator
+        "ckss.2skx.eb0w",
+        "ckss-2skx-eb0!",
+        "ckss-2skx-eb0ü",  # non-ASCII letter
+        "ckss-2skx-١٢٣٤",  # Arabic-Indic digits
+        "ckss-2skx-１２３４",  # full-width digits
+        "ckss-2skx-𝟏𝟐𝟑𝟒",  # mathematical bold digits
+        "ckss\n2skx\neb0w",  # newlines are not ignored
+        "ckss\u00a02skx\u00a0eb0w",  # no-break space is not a space here
+        "ckss-2skx-eb0w\x00",
+    ],
+)
+def test_normalize_rejects_anything_else(garbage: str) -> None:
+    assert recovery_codes.normalize(garbage) is None
