@@ -12,7 +12,7 @@ GEN_DIR := clients/python/totpd/v1
 PROTO := protos/totpd/v1/totp_service.proto
 GENERATED := $(GEN_DIR)/totp_service_pb2.py $(GEN_DIR)/totp_service_pb2_grpc.py
 
-.PHONY: help run test unit integration e2e lint typecheck check generate tools lock clean
+.PHONY: help run test unit lint typecheck check proto-check docs docs-check generate tools lock clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,11 +26,26 @@ test: check $(TOOLS)/grpcurl ## Lint, type-check and run every test (unit, integ
 unit: $(VENV)/.installed $(GENERATED) ## Only the unit tests.
 	$(PY) -m pytest tests/unit
 
-check: lint typecheck ## Lint and type-check.
+check: lint typecheck proto-check docs-check ## Lint, type-check, and check the proto contract and its docs.
 
 lint: $(VENV)/.installed $(GENERATED)
-	$(VENV)/bin/ruff check server tests
-	$(VENV)/bin/ruff format --check server tests
+	$(VENV)/bin/ruff check server tests clients/python scripts
+	$(VENV)/bin/ruff format --check server tests clients/python scripts
+
+# buf lint (STANDARD + COMMENTS), buf format (fails on a diff), and buf breaking against
+# every committed version of protos/ (see scripts/check-breaking.sh).
+proto-check: $(VENV)/.installed
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf format --diff --exit-code
+	BUF=$(VENV)/bin/buf scripts/check-breaking.sh
+
+docs: $(VENV)/.installed ## Regenerate docs/api.md from the proto comments.
+	$(PY) scripts/gen_api_docs.py > docs/api.md
+
+# docs/api.md is committed (people read it in the repository), so CI fails on drift.
+docs-check: $(VENV)/.installed
+	$(PY) scripts/gen_api_docs.py | diff -u docs/api.md - || \
+		{ echo "docs/api.md is stale: run 'make docs'"; exit 1; }
 
 typecheck: $(VENV)/.installed $(GENERATED)
 	$(VENV)/bin/mypy

@@ -31,8 +31,14 @@ def _descriptor() -> descriptor_pb2.FileDescriptorProto:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "api.binpb"
         well_known = resources.files("grpc_tools") / "_proto"  # google/protobuf/*.proto
-        args = ["protoc", f"-I{ROOT / 'protos'}", f"-I{well_known}", "--include_source_info",
-                f"--descriptor_set_out={out}", PROTO]
+        args = [
+            "protoc",
+            f"-I{ROOT / 'protos'}",
+            f"-I{well_known}",
+            "--include_source_info",
+            f"--descriptor_set_out={out}",
+            PROTO,
+        ]
         if protoc.main(args) != 0:
             sys.exit("protoc failed")
         files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
