@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
-from .app import configure_logging, serve
+from .app import StartupError, configure_logging
+from .callers import CallersError
 from .config import ConfigError, Settings
 from .embedded_redis import EmbeddedRedisError
 from .keyring import KeyringError
+from .workers import run
 
 
 def main() -> int:
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command == "rotate-keys":  # re-encrypt stored secrets under the primary key
+        from .rotate import main as rotate_keys
+
+        return rotate_keys(sys.argv[2:])
+    if command == "hash-token":  # the callers-file entry of a bearer token
+        from .callers import hash_token_main
+
+        return hash_token_main()
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
@@ -20,8 +30,8 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
-    except (KeyringError, EmbeddedRedisError, OSError) as exc:
+        return run(settings)  # TOTPD_WORKERS=N: N processes (totpd.workers)
+    except (KeyringError, CallersError, StartupError, EmbeddedRedisError, OSError) as exc:
         print(f"totpd: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

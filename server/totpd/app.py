@@ -9,10 +9,12 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from grpc_health.v1 import health
 
-from .api.server import create_server, health_tracking
+from .api.server import RPC_NAMES, ServerTls, create_server, health_tracking
+from .callers import Callers
 from .config import Settings
 from .embedded_redis import EmbeddedRedis
 from .keyring import Keyring, KeyringError
@@ -83,12 +85,93 @@ def redis_url(settings: Settings) -> Iterator[str]:
         yield embedded.url
 
 
+class StartupError(Exception):
+    """The settings would run the server unsafely, or its Redis could lose data."""
+
+
+def _read(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise StartupError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+
+
+def load_security(settings: Settings) -> tuple[ServerTls | None, Callers | None]:
+    """TLS material and the callers file; refuses what would serve production unguarded."""
+    tls = None
+    if settings.tls_cert_file or settings.tls_key_file:
+        if not (settings.tls_cert_file and settings.tls_key_file):
+            raise StartupError("TOTPD_TLS_CERT_FILE and TOTPD_TLS_KEY_FILE are set together")
+        tls = ServerTls(
+            cert_chain=_read(settings.tls_cert_file, "TOTPD_TLS_CERT_FILE"),
+            private_key=_read(settings.tls_key_file, "TOTPD_TLS_KEY_FILE"),
+            client_ca=_read(settings.tls_client_ca_file, "TOTPD_TLS_CLIENT_CA_FILE")
+            if settings.tls_client_ca_file
+            else None,
+        )
+    elif settings.tls_client_ca_file:
+        raise StartupError("TOTPD_TLS_CLIENT_CA_FILE needs TOTPD_TLS_CERT_FILE and _KEY_FILE")
+    callers = Callers.load(settings.callers_file, RPC_NAMES) if settings.callers_file else None
+    if callers is None and settings.production:
+        raise StartupError(
+            "production needs caller authentication: set TOTPD_CALLERS_FILE "
+            "(see docs/security.md); refusing to serve every user's factors to anyone"
+        )
+    if callers is not None and callers.uses_tls and (tls is None or tls.client_ca is None):
+        log.warning(
+            "the callers file lists tls_identities, but without TOTPD_TLS_CLIENT_CA_FILE no "
+            "client certificate is verified: those callers cannot authenticate"
+        )
+    return tls, callers
+
+
+def _warn_if_open(settings: Settings, tls: ServerTls | None, callers: Callers | None) -> None:
+    if callers is None:
+        log.warning(
+            "DEVELOPMENT mode: NO CALLER AUTHENTICATION%s. Anyone who reaches this port can "
+            "enroll, verify and delete the factor of any user. Production refuses to start "
+            "like this: set TOTPD_CALLERS_FILE (docs/security.md).",
+            "" if tls and tls.client_ca else " and plaintext gRPC" if tls is None else "",
+        )
+    elif tls is None:
+        log.warning(
+            "plaintext gRPC: bearer tokens cross the network unencrypted unless a "
+            "mesh sidecar terminates TLS on this host"
+        )
+
+
+async def check_eviction_policy(store: RedisStore, settings: Settings) -> None:
+    """Refuse a Redis that may evict keys: an evicted lockout or replay step would let
+    an attacker guess again, an evicted factor would lock its user out."""
+    policy = await store.eviction_policy()
+    if policy == "noeviction":
+        return
+    if settings.allow_evicting_redis:
+        log.warning(
+            "Redis maxmemory-policy is %r: keys may be evicted (allowed by "
+            "TOTPD_ALLOW_EVICTING_REDIS)",
+            policy,
+        )
+        return
+    raise StartupError(
+        f"Redis maxmemory-policy is {policy!r}: it may evict totpd's keys (lockouts, "
+        "replay protection, factors). Set it to noeviction, or override with "
+        "TOTPD_ALLOW_EVICTING_REDIS=true"
+    )
+
+
 async def serve(settings: Settings) -> None:
     keyring = load_keyring(settings)
+    tls, callers = load_security(settings)
     with redis_url(settings) as url:
         store = RedisStore(
             connect(url, settings.redis_timeout), settings.key_prefix, settings.events_maxlen
         )
+        try:
+            await check_eviction_policy(store, settings)
+        except BaseException:
+            await store.close()
+            raise
         service = TotpService(store, keyring, policy_of(settings))
         health_servicer = health.aio.HealthServicer()
         server, port = create_server(
@@ -96,6 +179,8 @@ async def serve(settings: Settings) -> None:
             settings.listen,
             reflection_enabled=settings.reflection,
             health_servicer=health_servicer,
+            tls=tls,
+            callers=callers,
         )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -104,15 +189,16 @@ async def serve(settings: Settings) -> None:
         async with health_tracking(health_servicer, store.ping):
             await server.start()
             host = settings.listen.rsplit(":", 1)[0]
+            _warn_if_open(settings, tls, callers)
             log.info(
-                "totpd listening on %s:%d (env=%s, reflection=%s)",
+                "totpd listening on %s:%d (env=%s, reflection=%s, tls=%s, callers=%s)",
                 host,
                 port,
                 settings.env.value,
                 "on" if settings.reflection else "off",
+                "off" if tls is None else "mutual" if tls.client_ca else "server",
+                ",".join(callers.names) if callers else "ANYONE",
             )
-            if not settings.production:
-                log.warning("DEVELOPMENT mode: plaintext gRPC and no caller authentication")
             await stopping.wait()
             log.info("shutting down: NOT_SERVING, finishing in-flight calls")
         # health_tracking has set NOT_SERVING; calls in flight get the grace period.

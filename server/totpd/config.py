@@ -37,6 +37,12 @@ def _listen(raw: str) -> str:
     return raw
 
 
+def _redis_url(raw: str) -> str:
+    if raw.split("://", 1)[0] not in ("redis", "rediss", "unix") or "://" not in raw:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return raw
+
+
 class Environment(enum.Enum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -51,6 +57,12 @@ class Settings:
     keys_file: Path | None = None  # None: <data_dir>/keys.json
     env: Environment = Environment.DEVELOPMENT
     reflection: bool = True
+    # Caller authentication (docs/security.md): TLS, mutual TLS, the callers file.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None  # set: every client needs a certificate
+    callers_file: Path | None = None  # None: no caller authentication (development only)
+    allow_evicting_redis: bool = False  # start even if Redis may evict totpd's keys
     key_prefix: str = "totpd"
     redis_timeout: float = 1.0
     activation_max_attempts: int = 5
@@ -62,6 +74,7 @@ class Settings:
     events_maxlen: int = 100_000
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
+    workers: int = 1  # server processes sharing the port (SO_REUSEPORT)
 
     @property
     def production(self) -> bool:
@@ -102,13 +115,18 @@ class Settings:
         environment = get("ENV", Environment, d.env)
         return cls(
             listen=get("LISTEN", _listen, d.listen),
-            redis_url=get("REDIS_URL", str, d.redis_url),
+            redis_url=get("REDIS_URL", _redis_url, d.redis_url),
             data_dir=get("DATA_DIR", Path, d.data_dir),
             issuer=get("ISSUER", _issuer, d.issuer),
             keys_file=get("KEYS_FILE", Path, d.keys_file),
             env=environment,
             # Reflection helps people with grpcurl; production turns it on explicitly.
             reflection=get("REFLECTION", boolean, environment is Environment.DEVELOPMENT),
+            tls_cert_file=get("TLS_CERT_FILE", Path, d.tls_cert_file),
+            tls_key_file=get("TLS_KEY_FILE", Path, d.tls_key_file),
+            tls_client_ca_file=get("TLS_CLIENT_CA_FILE", Path, d.tls_client_ca_file),
+            callers_file=get("CALLERS_FILE", Path, d.callers_file),
+            allow_evicting_redis=get("ALLOW_EVICTING_REDIS", boolean, d.allow_evicting_redis),
             key_prefix=get("KEY_PREFIX", str, d.key_prefix),
             redis_timeout=get("REDIS_TIMEOUT_SECONDS", ranged(0.01, 60, float), d.redis_timeout),
             activation_max_attempts=get(
@@ -128,4 +146,5 @@ class Settings:
             events_maxlen=get("EVENTS_MAXLEN", ranged(1, 10**9, int), d.events_maxlen),
             shutdown_grace=get("SHUTDOWN_GRACE_SECONDS", ranged(0, 600, float), d.shutdown_grace),
             log_level=get("LOG_LEVEL", _log_level, d.log_level),
+            workers=get("WORKERS", ranged(1, 64, int), d.workers),
         )

@@ -9,6 +9,10 @@ The keys file (``TOTPD_KEYS_FILE``) is JSON and never lives in Redis::
 
 New writes use each section's primary key; reads use the key id stored with the record, so
 keys can rotate: add a key, make it primary, and the old one keeps decrypting what it wrote.
+``totpd rotate-keys`` (``totpd.rotate``) then re-encrypts every stored secret under the
+primary, after which the old encryption key can be removed. Recovery codes of active
+factors are kept only as keyed hashes, which cannot be recomputed: an old hashing key stays
+until no stored code uses it (its users regenerated their codes).
 """
 
 from __future__ import annotations
@@ -127,6 +131,18 @@ class Keyring:
         aad = _associated_data(purpose, *bound_to)
         ciphertext = AESGCM(self._encryption.keys[key_id]).encrypt(nonce, plaintext, aad)
         return SealedSecret(key_id, nonce + ciphertext)
+
+    @property
+    def encryption_key_id(self) -> str:
+        """The primary encryption key's id: the one new writes are sealed under."""
+        return self._encryption.primary
+
+    def reseal(self, sealed: SealedSecret, purpose: str, *bound_to: str) -> SealedSecret | None:
+        """``sealed`` re-encrypted under the primary key (same purpose and binding), or
+        None if it already is under the primary key (key rotation)."""
+        if sealed.key_id == self._encryption.primary:
+            return None
+        return self.seal(self.open(sealed, purpose, *bound_to), purpose, *bound_to)
 
     def open(self, sealed: SealedSecret, purpose: str, *bound_to: str) -> bytes:
         key = self._encryption.keys.get(sealed.key_id)

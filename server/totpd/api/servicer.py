@@ -7,6 +7,7 @@ answered with INTERNAL and no details, never with a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import logging
@@ -22,6 +23,7 @@ from ..service import TotpService
 from ..v1 import totp_service_pb2 as pb
 from ..v1 import totp_service_pb2_grpc as pb_grpc
 from . import validation
+from .auth import SAN_PROPERTY, current_identity
 from .status import error_status, to_status
 
 log = logging.getLogger(__name__)
@@ -43,10 +45,23 @@ def _translating_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
     async def wrapper(
         self: TotpServicer, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
+        remaining = context.time_remaining()
         try:
-            return await handler(self, request, context)
+            # The request's deadline bounds everything it waits for, Redis included: no
+            # handler outlives its caller (OWASP gRPC: propagate deadlines).
+            async with asyncio.timeout(remaining) as deadline:
+                return await handler(self, request, context)
         except TotpdError as error:
             status = to_status(error)
+        except TimeoutError:
+            if not deadline.expired():
+                log.exception("unexpected timeout in %s", handler.__name__)
+                status = error_status(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
+            else:
+                log.info("%s stopped at its deadline (%.3fs)", handler.__name__, remaining or 0)
+                status = error_status(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "deadline exceeded"
+                )
         except Exception:
             # Type and traceback only: exception messages may quote request data.
             log.exception("unexpected error in %s", handler.__name__)
@@ -60,7 +75,7 @@ def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     if seconds is None:
         return None
     ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(round(seconds * 1e9))
+    ts.FromMilliseconds(round(seconds * 1000))  # the service's resolution; exact in a float
     return ts
 
 
@@ -93,9 +108,14 @@ def _lockout(lockout: Lockout, locked: bool) -> pb.Lockout:
 
 
 def caller_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The calling service's identity, for audit events: its TLS identity when present."""
+    """The calling service's identity, for audit events: the one the auth interceptor
+    established (certificate SAN or callers-file name), else any TLS identity (when
+    the server runs without a callers file)."""
+    identity = current_identity()
+    if identity is not None:
+        return identity
     auth = context.auth_context()
-    for key in ("x509_subject_alternative_name", "x509_common_name"):
+    for key in (SAN_PROPERTY, "x509_common_name"):
         value = next(iter(auth.get(key, ())), None)
         if value:
             return value.decode(errors="replace")

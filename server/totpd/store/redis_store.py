@@ -214,6 +214,13 @@ class RedisStore:
         return bool(await self._redis.ping())
 
     @_unavailable_on_redis_errors
+    async def eviction_policy(self) -> str:
+        """Redis's maxmemory-policy (from INFO, which ACL users can usually read even
+        when CONFIG is denied to them)."""
+        info = await self._redis.info("memory")
+        return str(info.get("maxmemory_policy", "unknown"))
+
+    @_unavailable_on_redis_errors
     async def create_pending(self, record: PendingRecord, request_id: str) -> str | None:
         k = self._keys(record.user_id)
         keys = [k.pending(record.totp_id), k.pending_index]

@@ -1,0 +1,59 @@
+"""Undecodable requests are answered INVALID_ARGUMENT, like any other invalid input.
+
+gRPC would parse each request before the handler runs and answer bytes that are not the
+request message with UNKNOWN and the parser's exception text. This interceptor takes the
+request as bytes and parses it itself, so a malformed message gets a deliberate status
+with an ``ErrorInfo`` (reason ``MALFORMED_REQUEST``) and no parser internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from .status import error_status
+
+MALFORMED_REQUEST = "MALFORMED_REQUEST"
+
+
+class DecodingInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service_name: str) -> None:
+        self._prefix = f"/{service_name}/"
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if (
+            handler is None
+            or not method.startswith(self._prefix)
+            or handler.unary_unary is None
+            or handler.request_deserializer is None
+        ):
+            return handler
+        behavior = cast(Callable[..., Awaitable[Any]], handler.unary_unary)
+        parse = handler.request_deserializer
+
+        async def decoding(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = parse(raw)
+            except (DecodeError, ValueError, TypeError):
+                status = error_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    MALFORMED_REQUEST,
+                    "the request is not a valid protobuf message of this RPC",
+                )
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            decoding, request_deserializer=None, response_serializer=handler.response_serializer
+        )
