@@ -8,11 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := $(CURDIR)/.tools/bin
 GRPCURL_VERSION := v1.9.3
+GHZ_VERSION := v0.120.0
 GEN_DIR := clients/python/totpd/v1
 PROTO := protos/totpd/v1/totp_service.proto
 GENERATED := $(GEN_DIR)/totp_service_pb2.py $(GEN_DIR)/totp_service_pb2_grpc.py
 
-.PHONY: help run test unit lint typecheck check proto-check docs docs-check generate tools lock clean
+.PHONY: help run test unit lint typecheck check proto-check docs docs-check generate tools lock clean \
+	clients clients-go clients-node clients-java bench
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,7 +22,7 @@ help: ## List the targets.
 run: $(VENV)/.installed $(GENERATED) ## Run the service (embedded Redis unless TOTPD_REDIS_URL is set).
 	$(PY) -m totpd
 
-test: check $(TOOLS)/grpcurl ## Lint, type-check and run every test (unit, integration, e2e).
+test: check $(TOOLS)/grpcurl clients ## Lint, check the contract, build the clients, run every test.
 	PATH="$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed $(GENERATED) ## Only the unit tests.
@@ -50,9 +52,17 @@ docs-check: $(VENV)/.installed
 typecheck: $(VENV)/.installed $(GENERATED)
 	$(VENV)/bin/mypy
 
-generate: $(GENERATED) ## Generate the Python stubs from the proto (done on demand by run/test).
+# Every language's stubs are generated at build time from protos/ and never committed
+# (each output directory is git-ignored), so none can drift from the proto: Python with
+# grpcio-tools' protoc + mypy-protobuf, Go with the pinned protoc-gen-go(-grpc), Node with
+# buf + protoc-gen-es from its lock file, Java with protobuf-maven-plugin.
+generate: $(GENERATED) ## Generate every language's stubs (Python, Go, Node, Java) from the proto.
+	clients/go/generate.sh
+	cd clients/node && { test -d node_modules || npm ci --no-audit --no-fund --loglevel=error; } \
+		&& npm run --silent generate
+	cd clients/java && mvn -B -ntp -q -Dstyle.color=never generate-sources
 
-# Stubs are generated at build time and never committed, so they cannot drift from the proto.
+# The Python stubs alone: all that `make run` needs.
 $(GENERATED) &: $(PROTO) $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iprotos \
 		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
@@ -61,11 +71,31 @@ $(GENERATED) &: $(PROTO) $(VENV)/.installed
 		--grpc_python_out=clients/python --mypy_grpc_out=clients/python $(PROTO)
 	touch $(GENERATED)
 
-$(VENV)/.installed: requirements/dev.lock pyproject.toml
+$(VENV)/.installed: requirements/dev.lock pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/python -e .
 	touch $@
+
+# The Go, Node and Java clients: stubs generated from protos/ at build time, dependencies
+# from their lock files. Their live tests run in tests/e2e/test_clients.py.
+clients: clients-go clients-node clients-java ## Build and statically check every client.
+
+clients-go: $(VENV)/.installed
+	clients/go/generate.sh
+	cd clients/go && go vet ./... && test -z "$$(gofmt -l .)"
+
+clients-node:
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck
+
+clients-java:
+	cd clients/java && mvn -B -ntp -q -Dstyle.color=never test-compile
+
+bench: $(VENV)/.installed $(GENERATED) $(TOOLS)/ghz ## Load benchmark (not in `test`): a table, and bench/results/*.json, *.png.
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+$(TOOLS)/ghz:
+	GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 tools: $(TOOLS)/grpcurl ## Install the pinned grpcurl into .tools/bin.
 
