@@ -19,7 +19,7 @@ COPY clients/python clients/python
 RUN python -m grpc_tools.protoc -Iprotos \
         --python_out=clients/python --mypy_out=clients/python \
         --grpc_python_out=clients/python --mypy_grpc_out=clients/python \
-        protos/totpd/v1/totp_service.proto
+        protos/totpd/v1/totp_service.proto protos/buf/validate/validate.proto
 
 # -- runtime -------------------------------------------------------------------------------
 FROM python:3.11-slim

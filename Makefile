@@ -11,7 +11,11 @@ GRPCURL_VERSION := v1.9.3
 GHZ_VERSION := v0.120.0
 GEN_DIR := clients/python/totpd/v1
 PROTO := protos/totpd/v1/totp_service.proto
-GENERATED := $(GEN_DIR)/totp_service_pb2.py $(GEN_DIR)/totp_service_pb2_grpc.py
+# The buf.validate rules' own schema (vendored from build.buf:protovalidate), which the
+# API proto imports: every language compiles it along with the API.
+VALIDATE_PROTO := protos/buf/validate/validate.proto
+GENERATED := $(GEN_DIR)/totp_service_pb2.py $(GEN_DIR)/totp_service_pb2_grpc.py \
+	clients/python/buf/validate/validate_pb2.py
 
 .PHONY: help run test unit lint typecheck check proto-check docs docs-check generate tools lock clean \
 	clients clients-go clients-node clients-java bench
@@ -63,12 +67,12 @@ generate: $(GENERATED) ## Generate every language's stubs (Python, Go, Node, Jav
 	cd clients/java && mvn -B -ntp -q -Dstyle.color=never generate-sources
 
 # The Python stubs alone: all that `make run` needs.
-$(GENERATED) &: $(PROTO) $(VENV)/.installed
+$(GENERATED) &: $(PROTO) $(VALIDATE_PROTO) $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iprotos \
 		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
 		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
 		--python_out=clients/python --mypy_out=clients/python \
-		--grpc_python_out=clients/python --mypy_grpc_out=clients/python $(PROTO)
+		--grpc_python_out=clients/python --mypy_grpc_out=clients/python $(PROTO) $(VALIDATE_PROTO)
 	touch $(GENERATED)
 
 $(VENV)/.installed: requirements/dev.lock pyproject.toml clients/python/pyproject.toml

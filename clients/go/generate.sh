@@ -19,6 +19,10 @@ GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 MODULE="github.com/totpd/totpd/clients/go"
 PROTO="totpd/v1/totp_service.proto"
 GO_PACKAGE="$MODULE/totpdv1;totpdv1"
+# The buf.validate schema that the API proto imports, generated into this module too, so
+# the stubs need nothing from buf's own module host (only the Go module proxy is reached).
+VALIDATE_PROTO="buf/validate/validate.proto"
+VALIDATE_PACKAGE="$MODULE/internal/bufvalidate;bufvalidate"
 
 # protoc-gen-go comes from the same google.golang.org/protobuf release that go.mod pins for
 # the runtime (the generated code needs a runtime at least as new as its generator).
@@ -42,13 +46,15 @@ install_plugin protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROT
 install_plugin protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
 
 # Regenerate from scratch so a message or service removed from the proto leaves no file behind.
-rm -rf "$GO_DIR/totpdv1"
-mkdir -p "$GO_DIR/totpdv1"
+rm -rf "$GO_DIR/totpdv1" "$GO_DIR/internal/bufvalidate"
+mkdir -p "$GO_DIR/totpdv1" "$GO_DIR/internal/bufvalidate"
 cd "$REPO_ROOT"
 # grpc_tools.protoc adds its bundled google/protobuf/*.proto to the include path itself.
 "$PYTHON" -m grpc_tools.protoc -I protos \
 	--plugin=protoc-gen-go="$TOOLS/protoc-gen-go" \
 	--plugin=protoc-gen-go-grpc="$TOOLS/protoc-gen-go-grpc" \
-	--go_out="$GO_DIR" --go_opt=module="$MODULE" --go_opt=M"$PROTO"="$GO_PACKAGE" \
-	--go-grpc_out="$GO_DIR" --go-grpc_opt=module="$MODULE" --go-grpc_opt=M"$PROTO"="$GO_PACKAGE" \
-	"protos/$PROTO"
+	--go_out="$GO_DIR" --go_opt=module="$MODULE" \
+	--go_opt=M"$PROTO"="$GO_PACKAGE" --go_opt=M"$VALIDATE_PROTO"="$VALIDATE_PACKAGE" \
+	--go-grpc_out="$GO_DIR" --go-grpc_opt=module="$MODULE" \
+	--go-grpc_opt=M"$PROTO"="$GO_PACKAGE" --go-grpc_opt=M"$VALIDATE_PROTO"="$VALIDATE_PACKAGE" \
+	"protos/$PROTO" "protos/$VALIDATE_PROTO"

@@ -1,9 +1,13 @@
-"""Undecodable requests are answered INVALID_ARGUMENT, like any other invalid input.
+"""Requests are decoded, and checked against the proto's rules, before any handler runs.
+
+Undecodable requests are answered INVALID_ARGUMENT, like any other invalid input.
 
 gRPC would parse each request before the handler runs and answer bytes that are not the
 request message with UNKNOWN and the parser's exception text. This interceptor takes the
 request as bytes and parses it itself, so a malformed message gets a deliberate status
-with an ``ErrorInfo`` (reason ``MALFORMED_REQUEST``) and no parser internals.
+with an ``ErrorInfo`` (reason ``MALFORMED_REQUEST``) and no parser internals. A request
+that breaks a ``buf.validate`` rule of the proto (``protovalidation``) is answered
+INVALID_ARGUMENT with reason ``INVALID_REQUEST`` and ``BadRequest`` field violations.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ from typing import Any, cast
 import grpc
 from google.protobuf.message import DecodeError
 
-from .status import error_status
+from ..errors import InvalidRequest
+from .protovalidation import Check
+from .status import error_status, to_status
 
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
 
 
 class DecodingInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service_name: str) -> None:
+    def __init__(self, service_name: str, check: Check | None = None) -> None:
         self._prefix = f"/{service_name}/"
+        self._check = check
 
     async def intercept_service(
         self,
@@ -51,6 +58,10 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
                     MALFORMED_REQUEST,
                     "the request is not a valid protobuf message of this RPC",
                 )
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            violations = self._check(request) if self._check else []
+            if violations:
+                status = to_status(InvalidRequest(violations))
                 await context.abort(status.code, status.details, status.trailing_metadata)
             return await behavior(request, context)
 

@@ -20,6 +20,7 @@ from ..v1 import totp_service_pb2 as pb
 from ..v1 import totp_service_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor
 from .decoding import DecodingInterceptor
+from .protovalidation import rules_check
 from .servicer import TotpServicer
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def create_server(
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if callers is not None:
         interceptors.append(AuthInterceptor(callers, SERVICE_NAME))
-    interceptors.append(DecodingInterceptor(SERVICE_NAME))
+    interceptors.append(DecodingInterceptor(SERVICE_NAME, rules_check()))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=limits.options(),
