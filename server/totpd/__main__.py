@@ -9,6 +9,7 @@ from .app import StartupError, configure_logging
 from .callers import CallersError
 from .config import ConfigError, Settings
 from .embedded_redis import EmbeddedRedisError
+from .errors import StoreUnavailable
 from .keyring import KeyringError
 from .workers import run
 
@@ -31,10 +32,16 @@ def main() -> int:
     configure_logging(settings.log_level)
     try:
         return run(settings)  # TOTPD_WORKERS=N: N processes (totpd.workers)
-    except (KeyringError, CallersError, StartupError, EmbeddedRedisError, OSError) as exc:
+    except (
+        KeyringError,
+        CallersError,
+        StartupError,
+        EmbeddedRedisError,
+        StoreUnavailable,
+        OSError,
+    ) as exc:
         print(f"totpd: cannot start: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":
