@@ -94,6 +94,15 @@ class TotpdProcess:
         self.stop()
         pytest.fail(f"totpd did not log 'listening' within {START_TIMEOUT}s:\n{self.log}")
 
+    def wait_for_lines(self, text: str, count: int = 1, timeout: float = START_TIMEOUT) -> None:
+        """Wait until ``count`` stderr lines contain ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(text in line for line in list(self.lines)) >= count:
+                return
+            time.sleep(0.02)  # polling a condition with a deadline, not a fixed wait
+        pytest.fail(f"totpd did not log {text!r} {count} time(s) in {timeout}s:\n{self.log}")
+
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stderr is not None
         for line in process.stderr:
