@@ -40,7 +40,10 @@ def main() -> int:
         StoreUnavailable,
         OSError,
     ) as exc:
-        print(f"totpd: cannot start: {exc}", file=sys.stderr)
+        # The cause says why (e.g. CERTIFICATE_VERIFY_FAILED); redis-py's connection
+        # errors name the host, never the password (tests/security/test_redis_tls.py).
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        print(f"totpd: cannot start: {exc}{cause}", file=sys.stderr)
         return 1
 
 
