@@ -58,7 +58,7 @@ typecheck: $(VENV)/.installed $(GENERATED)
 
 # Every language's stubs are generated at build time from protos/ and never committed
 # (each output directory is git-ignored), so none can drift from the proto: Python with
-# grpcio-tools' protoc + mypy-protobuf, Go with the pinned protoc-gen-go(-grpc), Node with
+# grpcio-tools' protoc + mypy-protobuf, Go with buf.gen.yaml and the pinned protoc-gen-go(-grpc), Node with
 # buf + protoc-gen-es from its lock file, Java with protobuf-maven-plugin.
 generate: $(GENERATED) ## Generate every language's stubs (Python, Go, Node, Java) from the proto.
 	clients/go/generate.sh
