@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import grpc
 
 from ..callers import Callers, Identified
-from .status import error_status
+from .interception import Behavior, Handler, TotpServiceInterceptor
+from .status import abort, error_status
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,10 @@ def peer_sans(context: grpc.aio.ServicerContext[Any, Any]) -> list[str]:
     return [value.decode(errors="replace") for value in raw]
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(TotpServiceInterceptor):
     def __init__(self, callers: Callers, service_name: str) -> None:
+        super().__init__(service_name)
         self._callers = callers
-        self._prefix = f"/{service_name}/"
 
     def _identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identified | None:
         sent, token = _bearer(context.invocation_metadata())
@@ -71,21 +71,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return self._callers.by_token(token) if token else None
         return self._callers.by_tls_identities(peer_sans(context))
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix):
-            return handler  # health, reflection, or unknown (UNIMPLEMENTED)
+    def wrap(self, rpc: str, handler: Handler) -> Handler:
         if handler.unary_unary is None:  # every TotpService RPC is unary: fail closed
             return _deny_all(handler)
-        behavior = cast(Callable[..., Awaitable[Any]], handler.unary_unary)
-        rpc = method[len(self._prefix) :]
+        behavior = cast(Behavior, handler.unary_unary)
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             identified = self._identify(context)
@@ -96,7 +85,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     UNAUTHENTICATED,
                     "missing or invalid caller credentials",
                 )
-                await context.abort(status.code, status.details, status.trailing_metadata)
+                await abort(context, status)
             assert identified is not None
             if not identified.caller.may_call(rpc):
                 log.warning("denied %s to caller %s", rpc, identified.caller.name)
@@ -105,7 +94,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     PERMISSION_DENIED,
                     f"caller {identified.caller.name!r} may not call {rpc}",
                 )
-                await context.abort(status.code, status.details, status.trailing_metadata)
+                await abort(context, status)
             reset = _IDENTITY.set(identified.identity)
             try:
                 return await behavior(request, context)

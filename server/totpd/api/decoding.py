@@ -12,41 +12,28 @@ INVALID_ARGUMENT with reason ``INVALID_REQUEST`` and ``BadRequest`` field violat
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from ..errors import InvalidRequest
+from .interception import Behavior, Handler, TotpServiceInterceptor
 from .protovalidation import Check
-from .status import error_status, to_status
+from .status import abort, error_status, to_status
 
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
 
 
-class DecodingInterceptor(grpc.aio.ServerInterceptor):
+class DecodingInterceptor(TotpServiceInterceptor):
     def __init__(self, service_name: str, check: Check | None = None) -> None:
-        self._prefix = f"/{service_name}/"
+        super().__init__(service_name)
         self._check = check
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if (
-            handler is None
-            or not method.startswith(self._prefix)
-            or handler.unary_unary is None
-            or handler.request_deserializer is None
-        ):
+    def wrap(self, rpc: str, handler: Handler) -> Handler:
+        if handler.unary_unary is None or handler.request_deserializer is None:
             return handler
-        behavior = cast(Callable[..., Awaitable[Any]], handler.unary_unary)
+        behavior = cast(Behavior, handler.unary_unary)
         parse = handler.request_deserializer
 
         async def decoding(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -58,11 +45,11 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
                     MALFORMED_REQUEST,
                     "the request is not a valid protobuf message of this RPC",
                 )
-                await context.abort(status.code, status.details, status.trailing_metadata)
+                await abort(context, status)
             violations = self._check(request) if self._check else []
             if violations:
                 status = to_status(InvalidRequest(violations))
-                await context.abort(status.code, status.details, status.trailing_metadata)
+                await abort(context, status)
             return await behavior(request, context)
 
         return grpc.unary_unary_rpc_method_handler(

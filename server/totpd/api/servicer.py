@@ -24,7 +24,7 @@ from ..v1 import totp_service_pb2 as pb
 from ..v1 import totp_service_pb2_grpc as pb_grpc
 from . import validation
 from .auth import SAN_PROPERTY, current_identity
-from .status import error_status, to_status
+from .status import abort, error_status, to_status
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _translating_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
             # Type and traceback only: exception messages may quote request data.
             log.exception("unexpected error in %s", handler.__name__)
             status = error_status(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        await abort(context, status)
 
     return wrapper
 

@@ -8,6 +8,7 @@ Each error gets a canonical code and an ``ErrorInfo`` with a stable ``reason`` a
 from __future__ import annotations
 
 import math
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -56,6 +57,12 @@ def _to_status(code: grpc.StatusCode, message: str, details: list[object]) -> gr
     )
     result: grpc.Status = rpc_status.to_status(status)
     return result
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
+    """End the call with ``status``, its google.rpc details in the trailers."""
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("context.abort returned")  # it always raises
 
 
 def to_status(error: TotpdError) -> grpc.Status:
