@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from .store.topology import parse_redis_url
+
 T = TypeVar("T")
 
 
@@ -38,8 +40,7 @@ def _listen(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    if raw.split("://", 1)[0] not in ("redis", "rediss", "unix") or "://" not in raw:
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    parse_redis_url(raw)  # ValueError names what is wrong (forms: docs/reliability.md)
     return raw
 
 
@@ -65,6 +66,8 @@ class Settings:
     allow_evicting_redis: bool = False  # start even if Redis may evict totpd's keys
     key_prefix: str = "totpd"
     redis_timeout: float = 1.0
+    # Replicas that must acknowledge a decisive write (docs/reliability.md); 0: don't wait.
+    redis_min_replicas_ack: int = 0
     activation_max_attempts: int = 5
     verify_window: int = 1
     lockout_threshold: int = 5
@@ -75,6 +78,7 @@ class Settings:
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     workers: int = 1  # server processes sharing the port (SO_REUSEPORT)
+    metrics_listen: str = "127.0.0.1:9464"  # Prometheus /metrics; "": no endpoint
 
     @property
     def production(self) -> bool:
@@ -129,6 +133,9 @@ class Settings:
             allow_evicting_redis=get("ALLOW_EVICTING_REDIS", boolean, d.allow_evicting_redis),
             key_prefix=get("KEY_PREFIX", str, d.key_prefix),
             redis_timeout=get("REDIS_TIMEOUT_SECONDS", ranged(0.01, 60, float), d.redis_timeout),
+            redis_min_replicas_ack=get(
+                "REDIS_MIN_REPLICAS_ACK", ranged(0, 16, int), d.redis_min_replicas_ack
+            ),
             activation_max_attempts=get(
                 "ACTIVATION_MAX_ATTEMPTS", ranged(1, 100, int), d.activation_max_attempts
             ),
@@ -147,4 +154,8 @@ class Settings:
             shutdown_grace=get("SHUTDOWN_GRACE_SECONDS", ranged(0, 600, float), d.shutdown_grace),
             log_level=get("LOG_LEVEL", _log_level, d.log_level),
             workers=get("WORKERS", ranged(1, 64, int), d.workers),
+            # Set but empty turns the endpoint off (get() would read it as unset).
+            metrics_listen=""
+            if "TOTPD_METRICS_LISTEN" in env and env["TOTPD_METRICS_LISTEN"] == ""
+            else get("METRICS_LISTEN", _listen, d.metrics_listen),
         )

@@ -11,14 +11,26 @@ import base64
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import quote
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 
 from ..errors import StoreUnavailable
 from ..model import (
@@ -36,12 +48,14 @@ from ..model import (
     TotpParams,
 )
 from .keys import UserKeys, events
+from .topology import RedisLocation, Topology, parse_redis_url
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 _Hash = dict[bytes, bytes]  # a hash as read with decode_responses off
 _Arg = bytes | str | int
+Client = redis.Redis | RedisCluster  # what connect_any() returns and RedisStore takes
 T = TypeVar("T")
 
 # Redis answers that mean "not now" rather than "your command is wrong".
@@ -55,21 +69,69 @@ _TRANSIENT_REPLIES = (
     "TRYAGAIN",
     "CLUSTERDOWN",
 )
+# redis-py strips the code off the replies it has a class for ("READONLY You can't write
+# against a read only replica." -> ReadOnlyError("You can't ...")), so match those by
+# class; and the cluster client's own "no node for this slot / gave up" errors.
+_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    ReadOnlyError,
+    OutOfMemoryError,
+    TryAgainError,
+    ClusterError,  # ClusterDownError, MasterDownError, "TTL exhausted"
+    RedisClusterException,  # SlotNotCoveredError, "cannot be connected"
+)
+_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    OSError,
+    *_TRANSIENT_ERRORS,
+)
+
+
+#: (operation, seconds, None or "unavailable:<reason>" / "error:<reason>"), called after
+#: every store operation when set on the store (``RedisStore.observe_call``: metrics).
+StoreObserver = Callable[[str, float, str | None], None]
+
+
+def _transient_code(message: str) -> str | None:
+    """The code of a transient reply, also when a script's ``redis.call`` got it: Redis 6
+    wraps that one ("Error running script (call to f_...): @user_script:12: @user_script:
+    12: -OOM command not allowed ..."), Redis 7 passes it on as it is."""
+    if message.startswith("Error running script") and ": -" in message:
+        message = message.rsplit(": -", 1)[1]
+    return message.split(" ", 1)[0] if message.startswith(_TRANSIENT_REPLIES) else None
 
 
 def _unavailable_on_redis_errors(
     method: Callable[P, Coroutine[Any, Any, T]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
+    operation = method.__name__
+
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        observe: StoreObserver | None = getattr(args[0], "observe_call", None) if args else None
+        started = time.perf_counter()
+        error: str | None = None
         try:
             return await method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except _UNAVAILABLE_ERRORS as exc:
+            error = f"unavailable:{type(exc).__name__}"
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         except redis.ResponseError as exc:
-            if str(exc).startswith(_TRANSIENT_REPLIES):
-                raise StoreUnavailable(f"redis: {str(exc).split(' ', 1)[0]}") from exc
+            code = _transient_code(str(exc))
+            if code is not None:
+                error = f"unavailable:{code}"
+                raise StoreUnavailable(f"redis: {code}") from exc
+            error = f"error:{type(exc).__name__}"
             raise
+        except StoreUnavailable:
+            error = "unavailable:StoreUnavailable"
+            raise
+        except BaseException as exc:
+            error = f"error:{type(exc).__name__}"
+            raise
+        finally:
+            if observe is not None:
+                observe(operation, time.perf_counter() - started, error)
 
     return wrapper
 
@@ -86,17 +148,105 @@ def _load_script(name: str) -> str:
     return (resources.files(__package__) / "lua" / f"{name}.lua").read_text()
 
 
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, (redis.ConnectionError,))
+
+
 def connect(url: str, timeout: float = 1.0, max_connections: int = 64) -> redis.Redis:
     """One client for the process: a bounded pool, timeouts, and a single quick retry on a
-    dropped connection (not on timeouts: a timed-out script may have run already)."""
+    dropped connection (not on timeouts: a timed-out script may have run already).
+
+    ``url`` names one server or, as ``redis+sentinel://``, the primary Sentinel knows of;
+    a cluster needs ``connect_cluster`` (``connect_any`` picks for you)."""
+    location = parse_redis_url(url)
+    if location.topology is Topology.CLUSTER:
+        raise StoreUnavailable(
+            "a redis+cluster:// URL needs a cluster client; a tool that walks keys "
+            "(rotate-keys) runs once per primary, with that primary's redis:// URL"
+        )
+    if location.topology is Topology.SENTINEL:
+        return _connect_sentinel(location, timeout, max_connections)
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, (redis.ConnectionError,)),
+        retry=_retry(),
         max_connections=max_connections,
         health_check_interval=30,
     )
+
+
+class _SentinelManagedRedis(redis.Redis):
+    """The primary's client; closing it also closes the connections to the sentinels."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            for sentinel in pool.sentinel_manager.sentinels:
+                await sentinel.aclose()
+
+
+def _connect_sentinel(location: RedisLocation, timeout: float, max_connections: int) -> redis.Redis:
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(location.nodes),
+        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+    )
+    # Every new connection asks a sentinel for the current primary (and checks it still
+    # is one), so after a failover the pool reconnects to the promoted replica.
+    primary = sentinels.master_for(
+        location.primary_name,
+        redis_class=_SentinelManagedRedis,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=_retry(),
+        max_connections=max_connections,
+        health_check_interval=30,
+        username=location.username,
+        password=location.password,
+    )
+    return cast(redis.Redis, primary)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def connect_cluster(url: str, timeout: float = 1.0, max_connections: int = 64) -> RedisCluster:
+    """A Redis Cluster client from a ``redis+cluster://`` (or ``rediss+cluster://``) URL:
+    the same timeouts as ``connect``; every seed node is a startup node, the client learns
+    the slot map from them and follows MOVED/ASK.
+
+    No retries: redis-py's cluster client and pipeline retry timeouts as well as dropped
+    connections, whatever the Retry says, and a timed-out script may have run. A failed
+    call is UNAVAILABLE and makes the client re-read the slot map for the next one."""
+    location = parse_redis_url(url)
+    if location.topology is not Topology.CLUSTER:
+        raise ValueError("connect_cluster needs a redis+cluster:// or rediss+cluster:// URL")
+    (host, port), *others = location.nodes
+    auth = ""
+    if location.username or location.password:
+        auth = quote(location.username or "", safe="")
+        if location.password is not None:
+            auth += ":" + quote(location.password, safe="")
+        auth += "@"
+    scheme = "rediss" if location.tls else "redis"
+    query = f"?{location.query}" if location.query else ""
+    return RedisCluster.from_url(
+        f"{scheme}://{auth}{_url_host(host)}:{port}{query}",
+        startup_nodes=[ClusterNode(h, p) for h, p in others],
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,
+    )
+
+
+def connect_any(url: str, timeout: float = 1.0, max_connections: int = 64) -> Client:
+    """The client for any ``TOTPD_REDIS_URL`` form (docs/reliability.md)."""
+    if parse_redis_url(url).topology is Topology.CLUSTER:
+        return connect_cluster(url, timeout, max_connections)
+    return connect(url, timeout, max_connections)
 
 
 # -- record encoding ------------------------------------------------------------------
@@ -187,11 +337,36 @@ def _check_result(reply: Sequence[Any]) -> CheckResult:
     return CheckResult(outcome, totp_id)
 
 
+def _activated(reply: Sequence[Any]) -> bool:
+    return bool(reply[0] == ActivationOutcome.ACTIVATED.value.encode())
+
+
+def _accepted(reply: Sequence[Any]) -> bool:
+    return bool(reply[0] == CheckOutcome.ACCEPTED.value.encode())
+
+
 class RedisStore:
-    def __init__(self, client: redis.Redis, prefix: str = "totpd", events_maxlen: int = 100_000):
+    observe_call: StoreObserver | None = None  # set by the composition root (metrics)
+
+    def __init__(
+        self,
+        client: Client,
+        prefix: str = "totpd",
+        events_maxlen: int = 100_000,
+        *,
+        min_replicas_ack: int = 0,
+        replica_ack_timeout: float = 0.5,
+    ):
+        """With ``min_replicas_ack`` > 0, a decisive write (activation, an accepted code,
+        a used recovery code) is followed on the same connection by ``WAIT
+        min_replicas_ack <replica_ack_timeout>``; if fewer replicas acknowledge in time
+        the call raises StoreUnavailable although the primary applied the write
+        (docs/reliability.md)."""
         self._redis = client
         self._prefix = prefix
         self._events_maxlen = events_maxlen
+        self._min_replicas_ack = min_replicas_ack
+        self._wait_ms = max(1, _ms(replica_ack_timeout))
         lockout = _load_script("lockout")
         self._create = self._script("create")
         self._activate = self._script("activate")
@@ -206,6 +381,58 @@ class RedisStore:
     def _keys(self, user_id: str) -> UserKeys:
         return UserKeys(self._prefix, user_id)
 
+    async def _decide(
+        self,
+        script: AsyncScript,
+        keys: list[str],
+        args: list[_Arg],
+        durable: Callable[[Any], bool],
+    ) -> Any:
+        """Run a deciding script; if its reply passes ``durable`` and replicas must
+        acknowledge, make sure ``min_replicas_ack`` of them did."""
+        if not self._min_replicas_ack:
+            return await script(keys=keys, args=args)
+        reply, acked = await self._script_then_wait(script, keys, args)
+        if durable(reply) and acked < self._min_replicas_ack:
+            # Applied on the primary, not known to be on enough replicas: the caller gets
+            # UNAVAILABLE and may retry (docs/reliability.md says what a retry sees).
+            raise StoreUnavailable(
+                f"redis: {acked} of {self._min_replicas_ack} replicas acknowledged "
+                f"within {self._wait_ms} ms"
+            )
+        return reply
+
+    async def _script_then_wait(
+        self, script: AsyncScript, keys: list[str], args: list[_Arg]
+    ) -> tuple[Any, int]:
+        """The script and WAIT pipelined on one connection: WAIT counts the replicas that
+        have the writes made on its own connection, so it must follow the script there."""
+        wait = ("WAIT", self._min_replicas_ack, self._wait_ms)
+        for command, body in (("EVALSHA", script.sha), ("EVAL", script.script)):
+            try:
+                if isinstance(self._redis, RedisCluster):
+                    # The primary of the user's slot (all their keys share one hash tag).
+                    node = self._redis.get_node_from_key(keys[0])
+                    if node is None:
+                        raise StoreUnavailable("redis: no node serves the user's slot")
+                    async with self._redis.pipeline(transaction=False) as cpipe:
+                        cpipe.execute_command(command, body, len(keys), *keys, *args)
+                        cpipe.execute_command(*wait, target_nodes=node)
+                        reply, acked = await cpipe.execute()
+                    owner = self._redis.get_node_from_key(keys[0])
+                    if owner is None or owner.name != node.name:
+                        # MOVED: the script ran on another node, WAIT measured nothing.
+                        raise StoreUnavailable("redis: slot moved during a replicated write")
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        pipe.execute_command(command, body, len(keys), *keys, *args)
+                        pipe.execute_command(*wait)
+                        reply, acked = await pipe.execute()
+            except NoScriptError:
+                continue  # not run: this server has not cached the script; send it whole
+            return reply, int(acked)
+        raise StoreUnavailable("redis: EVAL answered NOSCRIPT")  # EVAL never does
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -216,7 +443,19 @@ class RedisStore:
     @_unavailable_on_redis_errors
     async def eviction_policy(self) -> str:
         """Redis's maxmemory-policy (from INFO, which ACL users can usually read even
-        when CONFIG is denied to them)."""
+        when CONFIG is denied to them). On a cluster: every node's, replicas too (one is
+        promoted on failover); the first that is not noeviction, named with its node."""
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.initialize()  # learn the nodes (a no-op once done)
+            nodes = self._redis.get_nodes()
+            if not nodes:
+                raise StoreUnavailable("redis: the cluster named no nodes")
+            for node in sorted(nodes, key=lambda n: n.name):
+                info = await self._redis.info("memory", target_nodes=node)
+                policy = str(info.get("maxmemory_policy", "unknown"))
+                if policy != "noeviction":
+                    return f"{policy} (on {node.name})"
+            return "noeviction"
         info = await self._redis.info("memory")
         return str(info.get("maxmemory_policy", "unknown"))
 
@@ -266,7 +505,7 @@ class RedisStore:
         keys = [k.pending(totp_id), k.pending_index, k.active, k.recovery, k.lockout]
         matched = "0" if matched_step is None else "1"
         args: list[_Arg] = [totp_id, matched, matched_step or 0, max_attempts, _ms(now)]
-        reply = await self._activate(keys=keys, args=args)
+        reply = await self._decide(self._activate, keys, args, _activated)
         outcome = ActivationOutcome(reply[0].decode())
         replaced = reply[1].decode() if outcome is ActivationOutcome.ACTIVATED else ""
         return ActivationResult(outcome, replaced or None)
@@ -298,7 +537,8 @@ class RedisStore:
         matched = "0" if matched_step is None else "1"
         args: list[_Arg] = [totp_id, matched, matched_step or 0, _ms(now)]
         args += self._policy_args(policy)
-        return _check_result(await self._check_code(keys=[k.active, k.lockout], args=args))
+        reply = await self._decide(self._check_code, [k.active, k.lockout], args, _accepted)
+        return _check_result(reply)
 
     @_unavailable_on_redis_errors
     async def use_recovery_code(
@@ -306,8 +546,8 @@ class RedisStore:
     ) -> CheckResult:
         k = self._keys(user_id)
         args: list[_Arg] = [_ms(now), *self._policy_args(policy), *digests]
-        reply = await self._use_recovery(keys=[k.active, k.recovery, k.lockout], args=args)
-        return _check_result(reply)
+        keys = [k.active, k.recovery, k.lockout]
+        return _check_result(await self._decide(self._use_recovery, keys, args, _accepted))
 
     @_unavailable_on_redis_errors
     async def replace_recovery_codes(
