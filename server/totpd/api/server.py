@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +21,7 @@ from ..v1 import totp_service_pb2 as pb
 from ..v1 import totp_service_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor
 from .decoding import DecodingInterceptor
+from .observability import CallerProbe, ObservingInterceptor, RpcObserver
 from .protovalidation import rules_check
 from .servicer import TotpServicer
 
@@ -93,17 +95,23 @@ def create_server(
     tls: ServerTls | None = None,
     callers: Callers | None = None,
     limits: TransportLimits | None = None,
+    observe_rpc: RpcObserver | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Build (but do not start) a server bound to ``address``; port 0 picks a free port.
 
     With ``callers``, every TotpService call is authenticated and authorized (see
     ``auth``); without, anyone who reaches the port may call anything (development).
+    Every TotpService call is logged, and sampled into ``observe_rpc`` if given.
     """
     limits = limits or TransportLimits()
-    # Outermost first: authenticate before even parsing the request.
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    # Outermost first: observe (to see every call's final status, rejected ones too),
+    # then authenticate before even parsing the request.
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        ObservingInterceptor(SERVICE_NAME, observe_rpc)
+    ]
     if callers is not None:
         interceptors.append(AuthInterceptor(callers, SERVICE_NAME))
+        interceptors.append(CallerProbe(SERVICE_NAME))
     interceptors.append(DecodingInterceptor(SERVICE_NAME, rules_check()))
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -112,7 +120,7 @@ def create_server(
     )
     pb_grpc.add_TotpServiceServicer_to_server(TotpServicer(service), server)
     health_pb2_grpc.add_HealthServicer_to_server(
-        health_servicer or health.aio.HealthServicer(), server
+        health_servicer or DrainingHealthServicer(), server
     )
     if reflection_enabled:
         names = (
@@ -131,6 +139,56 @@ def create_server(
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return server, port
+
+
+class DrainingHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
+    """grpc's health servicer, except that at shutdown each Watch stream ends once it has
+    sent NOT_SERVING: an open Watch (gRPC client-side health checking keeps one) would
+    otherwise hold ``server.stop(grace)`` for the whole grace period."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._draining = asyncio.Event()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        draining = self._draining
+        sent: list[int] = []
+        drained = asyncio.Event()
+
+        class _Context:  # the call's context, noting what the stream has sent
+            def __getattr__(self, name: str) -> Any:
+                return getattr(context, name)
+
+            async def write(self, message: health_pb2.HealthCheckResponse) -> None:
+                await context.write(message)
+                sent.append(message.status)
+                if draining.is_set() and message.status == _NOT_SERVING:
+                    drained.set()
+
+        async def until_drained() -> None:
+            await draining.wait()
+            # A service that shutdown does not mark (unknown) has nothing more to say.
+            if not sent or sent[-1] not in (_NOT_SERVING, _SERVICE_UNKNOWN):
+                await drained.wait()
+
+        watching = asyncio.ensure_future(super().Watch(request, _Context()))
+        ending = asyncio.ensure_future(until_drained())
+        try:
+            done, _ = await asyncio.wait({watching, ending}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watching, ending):
+                task.cancel()
+            await asyncio.gather(watching, ending, return_exceptions=True)
+        if watching in done:
+            watching.result()
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()  # NOT_SERVING to every watcher
+        self._draining.set()
+
+
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:
