@@ -45,7 +45,7 @@ USER 10001:10001
 WORKDIR /var/lib/totpd
 ENV TOTPD_LISTEN=0.0.0.0:50051 \
     TOTPD_DATA_DIR=/var/lib/totpd
-EXPOSE 50051
+EXPOSE 50051 9464
 # SIGTERM drains calls in flight (TOTPD_SHUTDOWN_GRACE_SECONDS) and exits 0.
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "totpd"]

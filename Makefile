@@ -18,7 +18,7 @@ GENERATED := $(GEN_DIR)/totp_service_pb2.py $(GEN_DIR)/totp_service_pb2_grpc.py 
 	clients/python/buf/validate/validate_pb2.py
 
 .PHONY: help run test unit lint typecheck check proto-check docs docs-check generate tools lock clean \
-	clients clients-go clients-node clients-java bench
+	clients clients-go clients-node clients-java bench soak
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,8 @@ unit: $(VENV)/.installed $(GENERATED) ## Only the unit tests.
 check: lint typecheck proto-check docs-check ## Lint, type-check, and check the proto contract and its docs.
 
 lint: $(VENV)/.installed $(GENERATED)
-	$(VENV)/bin/ruff check server tests clients/python scripts
-	$(VENV)/bin/ruff format --check server tests clients/python scripts
+	$(VENV)/bin/ruff check server tests clients/python scripts bench soak
+	$(VENV)/bin/ruff format --check server tests clients/python scripts bench soak
 
 # buf lint (STANDARD + COMMENTS), buf format (fails on a diff), and buf breaking against
 # every committed version of protos/ (see scripts/check-breaking.sh).
@@ -97,6 +97,9 @@ clients-java:
 
 bench: $(VENV)/.installed $(GENERATED) $(TOOLS)/ghz ## Load benchmark (not in `test`): a table, and bench/results/*.json, *.png.
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+soak: $(VENV)/.installed $(GENERATED) ## Soak test (not in `test`): mixed load for minutes; errors, RSS and Redis memory over time.
+	$(PY) soak/run.py $(SOAK_ARGS)
 
 $(TOOLS)/ghz:
 	GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)

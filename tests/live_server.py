@@ -28,7 +28,10 @@ _LISTENING = re.compile(r"^totpd listening on (\S+:\d+) ")
 def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
     """The environment of a server: ours without any TOTPD_* variable, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOTPD_")}
-    env.update(TOTPD_LISTEN="127.0.0.1:0", TOTPD_DATA_DIR=str(data_dir))
+    # Free ports: several servers may run at once (the metrics one is logged like gRPC's).
+    env.update(
+        TOTPD_LISTEN="127.0.0.1:0", TOTPD_METRICS_LISTEN="127.0.0.1:0", TOTPD_DATA_DIR=str(data_dir)
+    )
     env.update({f"TOTPD_{name}": value for name, value in settings.items()})
     return env
 

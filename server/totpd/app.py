@@ -11,16 +11,21 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from grpc_health.v1 import health
-
-from .api.server import RPC_NAMES, ServerTls, create_server, health_tracking
+from .api.server import (
+    RPC_NAMES,
+    DrainingHealthServicer,
+    ServerTls,
+    create_server,
+    health_tracking,
+)
 from .callers import Callers
 from .config import Settings
 from .embedded_redis import EmbeddedRedis
 from .keyring import Keyring, KeyringError
+from .metrics import Metrics, serve_metrics
 from .model import LockoutPolicy
 from .service import Policy, TotpService
-from .store.redis_store import RedisStore, connect
+from .store.redis_store import RedisStore, connect_any
 
 log = logging.getLogger("totpd")
 
@@ -33,6 +38,9 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)  # extra={"fields": {...}}: more keys
+        if isinstance(fields, dict):
+            entry.update({k: v for k, v in fields.items() if k not in entry})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -163,17 +171,24 @@ async def check_eviction_policy(store: RedisStore, settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     keyring = load_keyring(settings)
     tls, callers = load_security(settings)
-    with redis_url(settings) as url:
+    metrics = Metrics()  # TOTPD_WORKERS > 1: workers count, the parent serves (metrics.py)
+    with redis_url(settings) as url, serve_metrics(settings.metrics_listen, metrics.registry):
         store = RedisStore(
-            connect(url, settings.redis_timeout), settings.key_prefix, settings.events_maxlen
+            connect_any(url, settings.redis_timeout),
+            settings.key_prefix,
+            settings.events_maxlen,
+            # WAIT's own timeout stays under the socket timeout that its reply must beat.
+            min_replicas_ack=settings.redis_min_replicas_ack,
+            replica_ack_timeout=settings.redis_timeout / 2,
         )
+        store.observe_call = metrics.store_call
         try:
             await check_eviction_policy(store, settings)
         except BaseException:
             await store.close()
             raise
-        service = TotpService(store, keyring, policy_of(settings))
-        health_servicer = health.aio.HealthServicer()
+        service = TotpService(store, keyring, policy_of(settings), count_event=metrics.event)
+        health_servicer = DrainingHealthServicer()
         server, port = create_server(
             service,
             settings.listen,
@@ -181,6 +196,7 @@ async def serve(settings: Settings) -> None:
             health_servicer=health_servicer,
             tls=tls,
             callers=callers,
+            observe_rpc=metrics.rpc,
         )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -85,6 +85,16 @@ def new_totp_id() -> str:
     return f"totp-{secrets.token_hex(16)}"
 
 
+#: The service's metrics port: called with each audit event's type and outcome (for a
+#: code check that matched an already used step, "replayed" instead of "rejected"). The
+#: composition root plugs in totpd.metrics; the service knows nothing of Prometheus.
+EventCounter = Callable[[EventType, str], None]
+
+
+def _count_nothing(type_: EventType, outcome: str) -> None:
+    pass
+
+
 class TotpService:
     def __init__(
         self,
@@ -93,7 +103,9 @@ class TotpService:
         policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
         render_qr: Callable[[str, QrFormat, int], QrCode] = qr.render,
+        count_event: EventCounter = _count_nothing,
     ) -> None:
+        self._count_event = count_event
         self._store = store
         self._keyring = keyring
         self._policy = policy or Policy()
@@ -207,7 +219,9 @@ class TotpService:
             )
             if result.outcome is CheckOutcome.STALE:
                 continue  # replaced between read and check: check against the new one
-            await self._check_events(EventType.VERIFY, user_id, result, caller)
+            await self._check_events(
+                EventType.VERIFY, user_id, result, caller, matched=step is not None
+            )
             self._raise_unless_accepted(result)
             assert step is not None
             return Verification(active.totp_id, step - otp.time_step(now, active.params.period))
@@ -283,18 +297,33 @@ class TotpService:
         return self._keyring.digest(canonical, user_id)
 
     async def _check_events(
-        self, type_: EventType, user_id: str, result: CheckResult, caller: str
+        self,
+        type_: EventType,
+        user_id: str,
+        result: CheckResult,
+        caller: str,
+        matched: bool = False,
     ) -> None:
-        await self._event(type_, user_id, result.totp_id, result.outcome.value, caller)
+        # A code of the window that the store rejected is one of an already used step.
+        replayed = matched and result.outcome is CheckOutcome.REJECTED
+        counted = "replayed" if replayed else result.outcome.value
+        await self._event(type_, user_id, result.totp_id, result.outcome.value, caller, counted)
         if result.lock_engaged:
             how = "permanent" if result.retry_after is None else "temporary"
             await self._event(EventType.LOCKOUT, user_id, result.totp_id, how, caller)
 
     async def _event(
-        self, type_: EventType, user_id: str, totp_id: str, outcome: str, caller: str
+        self,
+        type_: EventType,
+        user_id: str,
+        totp_id: str,
+        outcome: str,
+        caller: str,
+        counted_as: str | None = None,
     ) -> None:
-        """Append an audit event. The state change it reports has already happened, so a
-        failure to record it is logged rather than turned into a failed RPC."""
+        """Count and append an audit event. The state change it reports has already
+        happened, so a failure to record it is logged rather than turned into a failed RPC."""
+        self._count_event(type_, counted_as or outcome)
         event = Event(type_, user_id, totp_id, outcome, self._now(), caller)
         try:
             await self._store.append_event(event)

@@ -26,6 +26,7 @@ from types import FrameType
 
 from .app import load_keyring, redis_url, serve
 from .config import Settings
+from .metrics import shared_metrics
 
 log = logging.getLogger("totpd")
 
@@ -97,9 +98,18 @@ def run(settings: Settings) -> int:
         asyncio.run(serve(settings))
         return 0
     load_keyring(settings)  # create the development keys file once, not once per worker
-    with redis_url(settings) as url, reserved_port(settings.listen) as listen:
+    with (
+        redis_url(settings) as url,
+        reserved_port(settings.listen) as listen,
+        shared_metrics(settings.metrics_listen, settings.data_dir / "metrics") as serve_metrics,
+    ):
+        # Workers count into files under the data dir; only the parent serves /metrics.
         worker_settings = dataclasses.replace(
-            settings, redis_url=url, listen=listen, keys_file=settings.resolved_keys_file
+            settings,
+            redis_url=url,
+            listen=listen,
+            keys_file=settings.resolved_keys_file,
+            metrics_listen="",
         )
         log.info("starting %d workers on %s", settings.workers, listen)
         sys.stdout.flush()
@@ -115,4 +125,5 @@ def run(settings: Settings) -> int:
                     logging.shutdown()
                     os._exit(code)
             children[pid] = index
+        serve_metrics()  # after forking: the workers must not inherit its socket or thread
         return _supervise(children)
