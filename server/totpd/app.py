@@ -25,6 +25,7 @@ from .keyring import Keyring, KeyringError
 from .metrics import Metrics, serve_metrics
 from .model import LockoutPolicy
 from .service import Policy, TotpService
+from .store.expiry import ExpiryListener
 from .store.redis_store import RedisStore, connect_any
 
 log = logging.getLogger("totpd")
@@ -168,6 +169,19 @@ async def check_eviction_policy(store: RedisStore, settings: Settings) -> None:
     )
 
 
+def start_counting_expiries(
+    store: RedisStore, settings: Settings, metrics: Metrics
+) -> ExpiryListener | None:
+    """Count pending enrollments that expire unactivated (totpd_enrollments_expired_total)
+    in a background task, if this process is the one of its group that does and metrics
+    are served at all; the listener never raises into serve()."""
+    if not settings.count_expiries or not (settings.metrics_listen or settings.workers > 1):
+        return None
+    listener = store.expiry_listener(metrics.enrollment_expired)
+    listener.start()
+    return listener
+
+
 async def serve(settings: Settings) -> None:
     keyring = load_keyring(settings)
     tls, callers = load_security(settings)
@@ -202,6 +216,7 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        expiries = start_counting_expiries(store, settings, metrics)
         async with health_tracking(health_servicer, store.ping):
             await server.start()
             host = settings.listen.rsplit(":", 1)[0]
@@ -219,5 +234,7 @@ async def serve(settings: Settings) -> None:
             log.info("shutting down: NOT_SERVING, finishing in-flight calls")
         # health_tracking has set NOT_SERVING; calls in flight get the grace period.
         await server.stop(settings.shutdown_grace)
+        if expiries is not None:
+            await expiries.close()
         await store.close()
     log.info("stopped")

@@ -79,6 +79,9 @@ class Settings:
     log_level: str = "INFO"
     workers: int = 1  # server processes sharing the port (SO_REUSEPORT)
     metrics_listen: str = "127.0.0.1:9464"  # Prometheus /metrics; "": no endpoint
+    # Not from the environment: whether this process counts expired enrollments (with
+    # TOTPD_WORKERS > 1 only worker 0 does, else each expiry would count once per worker).
+    count_expiries: bool = True
 
     @property
     def production(self) -> bool:

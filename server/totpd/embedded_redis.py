@@ -87,6 +87,9 @@ class EmbeddedRedis:
             "",
             "--maxmemory-policy",
             "noeviction",
+            # Expired-key events: totpd_enrollments_expired_total (store/expiry.py).
+            "--notify-keyspace-events",
+            "Ex",
             "--logfile",
             "redis.log",
         ]

@@ -3,9 +3,10 @@
 ``Metrics`` owns the metric families (in a registry of its own, so several servers can run
 in one process) and offers plain callbacks that the composition root hands to the layers
 that count: the RPC interceptor (``rpc``), the service (``event``, its metrics port) and
-the store (``store_call``). No label ever carries a user id, TOTP id, code or secret:
-every label value comes from a small fixed set (RPC names, status code names, outcomes,
-store operation names). docs/observability.md lists the families.
+the store (``store_call``; ``enrollment_expired`` for its expiry listener). No label ever
+carries a user id, TOTP id, code or secret: every label value comes from a small fixed set
+(RPC names, status code names, outcomes, store operation names). docs/observability.md
+lists the families.
 
 One process serves ``/metrics`` itself (``serve_metrics``). With ``TOTPD_WORKERS`` > 1 the
 workers cannot share one port, so prometheus_client's multiprocess mode is used instead:
@@ -78,6 +79,12 @@ class Metrics:
         self.enrollments_created = Counter(
             "totpd_enrollments_created", "Pending enrollments created by CreateTotp.", registry=r
         )
+        self.enrollments_expired = Counter(
+            "totpd_enrollments_expired",
+            "Pending enrollments that Redis expired unactivated (from keyspace "
+            "notifications; stays 0 where Redis does not send them).",
+            registry=r,
+        )
         self.activations = Counter(
             "totpd_activations",
             "ActivateTotp attempts by outcome: activated, rejected, discarded, not_found.",
@@ -124,6 +131,10 @@ class Metrics:
             self.deletions.inc()
         elif type_ is EventType.REGENERATE_RECOVERY_CODES:
             self.regenerations.inc()
+
+    def enrollment_expired(self) -> None:
+        """The store's expiry listener saw a pending enrollment expire."""
+        self.enrollments_expired.inc()
 
     def store_call(self, operation: str, seconds: float, error: str | None) -> None:
         """One store operation; ``error`` is None, or ``unavailable:<reason>`` /

@@ -120,7 +120,14 @@ def run(settings: Settings) -> int:
             if pid == 0:  # the worker: never return into the parent's context managers
                 code = 1
                 try:
-                    code = _worker(worker_settings, index)
+                    # One listener per group, or each expiry would count N times.
+                    code = _worker(
+                        dataclasses.replace(
+                            worker_settings,
+                            count_expiries=index == 0 and bool(settings.metrics_listen),
+                        ),
+                        index,
+                    )
                 finally:
                     logging.shutdown()
                     os._exit(code)

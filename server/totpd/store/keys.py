@@ -16,6 +16,7 @@ ids are chosen by callers and may contain braces, and key names stay short.
 from __future__ import annotations
 
 import hashlib
+import re
 
 
 def _short_hash(value: str) -> str:
@@ -51,3 +52,9 @@ class UserKeys:
 
 def events(prefix: str) -> str:
     return f"{prefix}:events"
+
+
+def pending_key_pattern(prefix: str) -> str:
+    """A regular expression that fully matches the pending enrollment keys of ``prefix``
+    (``<prefix>:{<u>}:pending:<totp_id>``), not the pending index or other keys."""
+    return re.escape(prefix) + r":\{[0-9a-f]{32}\}:pending:[^:]+"

@@ -7,6 +7,7 @@ ARGV, so the outcome is the same through any number of totpd processes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -47,6 +48,7 @@ from ..model import (
     SealedSecret,
     TotpParams,
 )
+from .expiry import ExpiryListener
 from .keys import UserKeys, events
 from .topology import RedisLocation, Topology, parse_redis_url
 
@@ -337,6 +339,14 @@ def _check_result(reply: Sequence[Any]) -> CheckResult:
     return CheckResult(outcome, totp_id)
 
 
+def _cluster_state(info: Any) -> str:
+    """``cluster_state`` from a CLUSTER INFO reply, parsed (a dict) or not (text)."""
+    if not isinstance(info, dict):
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return str(info.get("cluster_state", "")).strip()
+
+
 def _activated(reply: Sequence[Any]) -> bool:
     return bool(reply[0] == ActivationOutcome.ACTIVATED.value.encode())
 
@@ -436,9 +446,38 @@ class RedisStore:
     async def close(self) -> None:
         await self._redis.aclose()
 
+    def expiry_listener(self, on_expired: Callable[[], None]) -> ExpiryListener:
+        """A listener that calls ``on_expired()`` for each of this prefix's pending
+        enrollments that Redis expires (store/expiry.py); close it before the store."""
+        return ExpiryListener(self._redis, self._prefix, on_expired)
+
     @_unavailable_on_redis_errors
     async def ping(self) -> bool:
+        """Whether the store can serve: the health probe (docs/reliability.md). One server
+        or Sentinel's primary: it answers PING. A cluster: ``_cluster_serving``."""
+        if isinstance(self._redis, RedisCluster):
+            return await self._cluster_serving(self._redis)
         return bool(await self._redis.ping())
+
+    @staticmethod
+    async def _cluster_serving(cluster: RedisCluster) -> bool:
+        """True iff every primary that owns slots in the client's slot map answers CLUSTER
+        INFO within the timeout and says ``cluster_state:ok`` (every slot served, as that
+        node sees it). A primary that does not answer raises (StoreUnavailable), which
+        also makes the client re-read the slot map: after a failover the next probe asks
+        the promoted replica."""
+        await cluster.initialize()  # learn the slot map (a no-op once done)
+        primaries = cluster.get_primaries()
+        if not primaries:
+            return False
+        infos = await asyncio.gather(
+            *(cluster.execute_command("CLUSTER INFO", target_nodes=node) for node in primaries),
+            return_exceptions=True,  # every probe done (none left running) before we answer
+        )
+        for info in infos:
+            if isinstance(info, BaseException):
+                raise info
+        return all(_cluster_state(info) == "ok" for info in infos)
 
     @_unavailable_on_redis_errors
     async def eviction_policy(self) -> str:
