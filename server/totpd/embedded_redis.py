@@ -54,12 +54,15 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 
 class EmbeddedRedis:
-    def __init__(self, directory: Path, *, appendonly: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = True, appendfsync: str = "everysec"
+    ) -> None:
         self.directory = directory.resolve()
         self.socket = self.directory / "redis.sock"
         if len(str(self.socket)) > _SOCKET_PATH_MAX:
             raise EmbeddedRedisError(f"socket path too long for Unix sockets: {self.socket}")
         self._appendonly = appendonly
+        self._appendfsync = appendfsync
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,7 +85,7 @@ class EmbeddedRedis:
             "--appendonly",
             "yes" if self._appendonly else "no",
             "--appendfsync",
-            "everysec",
+            self._appendfsync,
             "--save",
             "",
             "--maxmemory-policy",
@@ -127,10 +130,23 @@ class EmbeddedRedis:
         self.stop()
         raise EmbeddedRedisError(f"redis-server not ready after {timeout}s")
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Signal the running redis-server itself (SIGSTOP/SIGCONT in fault tests)."""
+        assert self._process is not None and self._process.poll() is None
+        self._process.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown and no final AOF flush; ``start`` again replays the AOF."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(10)
+        self._process = None
+
     def stop(self, timeout: float = 10.0) -> None:
         if self._process is None:
             return
         if self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)  # a frozen server cannot exit
             self._process.terminate()  # SIGTERM: redis flushes the AOF and exits
             try:
                 self._process.wait(timeout)

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers import error_details, totp_code
-from totpd.embedded_redis import find_binary
+from totpd.embedded_redis import EmbeddedRedis
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
@@ -31,105 +27,16 @@ SERVICE = "totpd.v1.TotpService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-# As in totpd.embedded_redis: the child asks Linux for SIGTERM when the test process dies,
-# then becomes redis-server (same pid, so the test can signal it directly).
-_EXEC_WITH_PARENT_DEATH_SIGNAL = """
-import ctypes, os, sys
-try:
-    ctypes.CDLL(None).prctl(1, 15)
-except (OSError, AttributeError):
-    pass
-os.execv(sys.argv[1], sys.argv[1:])
-"""
 
-
-class RedisChild:
-    """A redis-server on a Unix socket with an AOF in ``directory``; ``start`` again after
-    ``kill`` replays the AOF. Unlike ``EmbeddedRedis`` it exposes the process, so a test
-    can SIGKILL or SIGSTOP it, and takes the fsync policy as a parameter."""
-
-    def __init__(self, directory: Path, *, appendfsync: str = "everysec") -> None:
-        self.directory = directory.resolve()
-        self.socket = self.directory / "redis.sock"
-        self.appendfsync = appendfsync
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
+class RedisChild(EmbeddedRedis):
+    """The embedded redis-server (a Unix socket, an AOF in ``directory``, dies with the test
+    process) with what fault tests need: a blocking admin client, and ``signal``."""
 
     def client(self) -> redis.Redis:
         return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
 
-    def start(self, timeout: float = 15.0) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.socket.unlink(missing_ok=True)
-        args = [
-            find_binary(),
-            "--port",
-            "0",
-            "--unixsocket",
-            str(self.socket),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(self.directory),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            self.appendfsync,
-            "--save",
-            "",
-            "--maxmemory-policy",
-            "noeviction",
-            "--logfile",
-            "redis.log",
-        ]
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        client = self.client()
-        try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: see {self.directory}/redis.log")
-                try:
-                    if self.socket.exists() and client.ping():
-                        return
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    pass
-                time.sleep(0.02)  # polling a condition with a deadline
-        finally:
-            client.close()
-        raise RuntimeError(f"redis-server not ready after {timeout}s")
-
     def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None and self.process.poll() is None
-        os.kill(self.process.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final AOF flush."""
-        assert self.process is not None
-        self.signal(signal.SIGKILL)
-        self.process.wait(10)
-        self.process = None
-
-    def stop(self) -> None:
-        """Idempotent; thaws a frozen server first."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGCONT)
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        self.send_signal(sig)
 
 
 async def wait_until(
