@@ -7,6 +7,7 @@ import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -78,9 +79,9 @@ def cluster_command(client: redis.Redis, *args: str) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("cluster")
+@contextlib.contextmanager
+def running_cluster(root: Path, node_timeout_ms: int = 2000) -> Iterator[Cluster]:
+    """A real cluster of 3 primaries + 3 replicas on loopback, stopped when the block ends."""
     nodes: list[RedisNode] = []
     try:
         for i in range(6):
@@ -93,7 +94,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                "2000",
+                str(node_timeout_ms),
             )
             nodes.append(node.start())
         subprocess.run(
@@ -109,6 +110,12 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         yield cluster
     finally:
         stop_all(nodes)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

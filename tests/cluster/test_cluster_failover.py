@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -19,8 +18,8 @@ import grpc
 import pytest
 from redis.crc import key_slot
 
-from tests.cluster.conftest import CLUSTER_TIMEOUT, Cluster, totpd_over
-from tests.cluster.nodes import RedisNode, free_port, redis_cli, stop_all, wait_until
+from tests.cluster.conftest import CLUSTER_TIMEOUT, Cluster, running_cluster, totpd_over
+from tests.cluster.nodes import RedisNode, wait_until
 from tests.conftest import FakeClock
 from tests.helpers import error_details, totp_code
 from tests.integration.flows import INVALID_CODE, STEP, enroll, verify_at
@@ -41,34 +40,10 @@ OUTAGE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    # Its own cluster, with a short node timeout: failing over changes the roles.
     root = tmp_path_factory.mktemp("failover-cluster")
-    nodes: list[RedisNode] = []
-    try:
-        for i in range(6):
-            node = RedisNode(
-                root / f"n{i}",
-                free_port(cluster_bus=True),
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
-            )
-            nodes.append(node.start())
-        subprocess.run(
-            [redis_cli(), "--cluster", "create", *(n.address for n in nodes)]
-            + ["--cluster-replicas", "1", "--cluster-yes"],
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            timeout=CLUSTER_TIMEOUT,
-        )
-        cluster = Cluster(nodes)
-        wait_until(cluster.healthy, CLUSTER_TIMEOUT, "cluster_state:ok with replicas online")
+    with running_cluster(root, node_timeout_ms=NODE_TIMEOUT_MS) as cluster:
         yield cluster
-    finally:
-        stop_all(nodes)
 
 
 def owner_port(node: RedisNode, slot: int) -> int:

@@ -22,6 +22,7 @@ import redis.asyncio
 from tests.helpers import totp_code
 from tests.live_server import TotpdProcess
 from tests.observability.test_metrics_and_logs import metrics_url, scrape, value
+from tests.security.test_redis_acl import ACL_RULES
 from totpd.embedded_redis import EmbeddedRedis
 from totpd.store.expiry import ExpiryListener, notify_flags_with
 from totpd.store.keys import UserKeys
@@ -123,20 +124,9 @@ async def test_only_pending_enrollments_that_expire_count(server: TotpdProcess) 
     assert "totpd_enrollments_expired_total is unavailable" not in server.log
 
 
-# docs/security.md ("TLS and an ACL user"): the base rules, and what the metric adds.
-BASE_RULES = [
-    "on",
-    ">exp-redis-password",
-    "~totpd:*",
-    "resetchannels",
-    "-@all",
-    "+@read",
-    "+@write",
-    "+@scripting",
-    "+ping",
-    "-@dangerous",
-    "+info",
-]
+# docs/security.md ("TLS and an ACL user"): the base rules (one source: test_redis_acl),
+# with this test's password, and what the metric adds.
+BASE_RULES = [">exp-redis-password" if r.startswith(">") else r for r in ACL_RULES]
 METRIC_RULES = ["+psubscribe", "+punsubscribe", "&__keyevent@*__:expired", "+config|get"]
 METRIC_RULES += ["+config|set"]
 
