@@ -32,6 +32,7 @@ from tests.integration.flows import (
 )
 from totpd.model import LockoutPolicy
 from totpd.service import Policy
+from totpd.store.keys import RECOVERY_FIELD_PREFIX
 from totpd.v1 import totp_service_pb2 as pb
 
 FIELDS = {"type", "user_id", "totp_id", "outcome", "time", "caller"}
@@ -234,10 +235,12 @@ async def test_no_secret_code_or_uri_anywhere_in_redis(totpd: Totpd) -> None:
 
     stored = await dump_redis(totpd.redis)
 
-    # The dump does see the records, and the check does find what a response shows.
-    assert {b"pending", b"active", b"recovery", b"lockout", b"events"} <= {
+    # The dump does see the records (the recovery code digests are fields of the active
+    # hash), and the check does find what a response shows.
+    assert {b"pending", b"active", b"lockout", b"events"} <= {
         key.rsplit(b":", 1)[-1] for key in stored if key.startswith(b"totpd:")
     }
+    assert any(len(item) == 33 and item.startswith(RECOVERY_FIELD_PREFIX) for item in stored)
     for leaky in (pending, regenerated):
         with pytest.raises(AssertionError):
             assert_nothing_secret([leaky.SerializeToString()], enrollments, codes)

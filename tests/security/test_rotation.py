@@ -20,7 +20,8 @@ from tests.live_server import server_env
 from totpd.embedded_redis import EmbeddedRedis
 from totpd.keyring import Keyring
 from totpd.rotate import rotate_keys
-from totpd.store.rotation import Replacement, RotationStore
+from totpd.service import RECOVERY_CODES_PURPOSE, SECRET_PURPOSE
+from totpd.store.rotation import Replacement, RotationStore, StoredRecord
 from totpd.v1 import totp_service_pb2 as pb
 
 from .conftest import StartServer
@@ -49,8 +50,8 @@ async def _sealed_key_ids(client: aioredis.Redis) -> set[str]:
         if await client.type(key) != b"hash":
             continue
         record = await client.hgetall(key)
-        if b"core" in record:
-            found.add(json.loads(record[b"core"])["kid"])
+        if b"kid" in record:
+            found.add(record[b"kid"].decode())
         if b"rck" in record:
             found.add(record[b"rck"].decode())
     return found
@@ -158,6 +159,86 @@ async def test_a_record_changed_meanwhile_is_left_alone(
     # Deleted between read and write: nothing is written, not even a key without a TTL.
     assert not await store.replace(record, Replacement(secret=sealed))
     assert not await running.redis.exists(record.key)
+
+
+async def _scan_all(store: RotationStore) -> list[StoredRecord]:
+    cursor, records = 0, []
+    while True:
+        cursor, batch = await store.scan(cursor, 100)
+        records += batch
+        if cursor == 0:
+            return records
+
+
+async def test_the_compare_and_set_covers_a_pending_records_codes(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """What was read of a pending record's sealed codes and digests is compared too, not
+    only its secret: a write based on a stale read is refused whatever it would write."""
+    running = await start_server(keys=keyring(tmp_path, ["k1"], ["h1"]))
+    created = await running.stub().CreateTotp(pb.CreateTotpRequest(user_id="fay", qr_code_size=64))
+    store = RotationStore(running.redis, "totpd")
+    (stale,) = await _scan_all(store)
+    assert stale.sealed_recovery_codes is not None
+    new = keyring(tmp_path, ["k2", "k1"], ["h2", "h1"])
+    bound = ("fay", created.totp_id)
+    secret = new.reseal(stale.secret, SECRET_PURPOSE, *bound)
+
+    # Another run re-seals the codes only; the secret stays as it was.
+    codes = new.reseal(stale.sealed_recovery_codes, RECOVERY_CODES_PURPOSE, *bound)
+    assert await store.replace(stale, Replacement(sealed_recovery_codes=codes))
+    assert not await store.replace(stale, Replacement(secret=secret))
+    (read,) = await _scan_all(store)
+    assert (read.secret, read.sealed_recovery_codes) == (stale.secret, codes)
+
+    # Another run re-hashes the digests only ('rk' and 'rh').
+    plain = new.open(read.sealed_recovery_codes, RECOVERY_CODES_PURPOSE, *bound).decode()
+    digests = [new.digest(code.replace("-", ""), "fay") for code in plain.split("\n")]
+    assert await store.replace(read, Replacement(recovery_digests=("h2", digests)))
+    assert not await store.replace(read, Replacement(secret=secret))
+    (read,) = await _scan_all(store)
+    assert (read.secret, read.recovery_key_id) == (stale.secret, "h2")
+    assert await store.replace(read, Replacement(secret=secret))
+
+    # The enrollment works: its codes open and match under the new keys.
+    stub = (await start_server(keys=keyring(tmp_path, ["k2"], ["h2"]))).stub()
+    await stub.ActivateTotp(
+        pb.ActivateTotpRequest(
+            user_id="fay",
+            totp_id=created.totp_id,
+            code=totp_code(created.secret, running.clock.now),
+        )
+    )
+    used = await stub.UseRecoveryCode(
+        pb.UseRecoveryCodeRequest(user_id="fay", recovery_code=created.recovery_codes[0])
+    )
+    assert used.recovery_codes_remaining == len(created.recovery_codes) - 1
+
+
+async def test_an_active_record_replaced_meanwhile_is_left_alone(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    running = await start_server(keys=keyring(tmp_path, ["k1"], ["h1"]))
+    stub = running.stub()
+
+    async def enroll() -> pb.CreateTotpResponse:
+        created = await stub.CreateTotp(pb.CreateTotpRequest(user_id="gus", qr_code_size=64))
+        code = totp_code(created.secret, running.clock.now)
+        await stub.ActivateTotp(
+            pb.ActivateTotpRequest(user_id="gus", totp_id=created.totp_id, code=code)
+        )
+        return created
+
+    first = await enroll()
+    store = RotationStore(running.redis, "totpd")
+    (stale,) = await _scan_all(store)
+    assert not stale.pending and stale.totp_id == first.totp_id
+    second = await enroll()  # replaces the first factor between read and write
+    new = keyring(tmp_path, ["k2", "k1"], ["h1"])
+    sealed = new.reseal(stale.secret, SECRET_PURPOSE, "gus", first.totp_id)
+    assert not await store.replace(stale, Replacement(secret=sealed))
+    (read,) = await _scan_all(store)
+    assert (read.totp_id, read.secret.key_id) == (second.totp_id, "k1")
 
 
 async def test_rotation_counts_what_it_cannot_open(start_server: StartServer, tmp_path: Path):

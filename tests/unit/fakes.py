@@ -55,7 +55,7 @@ class _User:
     idempotency: dict[str, tuple[str, float]] = field(default_factory=dict)  # idem:<req>
     active: ActiveRecord | None = None  # active
     recovery_key_id: str | None = None  # the 'rk' field of active
-    recovery: set[bytes] = field(default_factory=set)  # recovery
+    recovery: set[bytes] = field(default_factory=set)  # the '#' fields of active
     lock: _LockState | None = None  # lockout
 
 

@@ -1,4 +1,4 @@
-"""Every Redis key totpd uses, in one place.
+"""Every Redis key totpd uses, and every field of its hashes, in one place.
 
 All keys of one user share the hash tag ``{<user hash>}``, so each multi-key script runs on
 one Redis Cluster slot. The tag is a hash of the user id rather than the id itself: user
@@ -7,16 +7,50 @@ ids are chosen by callers and may contain braces, and key names stay short.
     <prefix>:{<u>}:pending:<totp_id>   hash  a pending enrollment; expires with its TTL
     <prefix>:{<u>}:pending             zset  pending totp_ids scored by expiry (ms)
     <prefix>:{<u>}:idem:<request hash> str   CreateTotp idempotency key -> totp_id
-    <prefix>:{<u>}:active              hash  the active TOTP
-    <prefix>:{<u>}:recovery            set   keyed hashes of unused recovery codes
+    <prefix>:{<u>}:active              hash  the active TOTP and its unused recovery codes
     <prefix>:{<u>}:lockout             hash  consecutive failures and lock state
     <prefix>:events                    stream  audit events (capped)
+
+The factor's fields, the same in a pending and an active hash (activate.lua copies them):
+
+    uid   user id
+    p     parameters "<algorithm>:<digits>:<period>", e.g. "SHA1:6:30"
+    iss   issuer
+    acc   account name
+    kid   id of the encryption key that sealed sec
+    sec   the TOTP secret sealed with AES-256-GCM, raw: nonce || ciphertext || tag (48 B)
+    ct    create time (ms)
+    rk    id of the hashing key of the recovery code digests
+
+Only in a pending hash: ``rh`` the recovery code digests (32 B each, concatenated), ``rck``
+and ``rcb`` the recovery codes sealed (key id, blob; only for CreateTotp retries), ``fp``
+the request fingerprint, ``exp`` expire time (ms), ``fails`` failed activation attempts.
+
+Only in an active hash: ``id`` its totp_id, ``at`` activate time (ms), ``step`` the time
+step of the last accepted code, ``used`` when it was accepted (ms), ``rn`` how many recovery
+codes are unused, and one field per unused recovery code: ``RECOVERY_FIELD_PREFIX`` ("#")
+followed by its 32-byte digest, with an empty value. No other field name starts with "#".
+
+Why so many small fields: Redis keeps a hash whose fields and values are all at most
+``hash-max-ziplist-value`` (64 B by default) and that has at most
+``hash-max-ziplist-entries`` (512) of them as one compact ziplist (listpack on Redis 7),
+about a third of the memory of a hashtable. An active user is then one key of about 0.75
+KiB (README.md, "Redis keys"). A longer value (a user id or account name over 64 bytes;
+issuers are at most 64) makes that one hash a hashtable: it works the same, only bigger.
+A pending hash is a hashtable anyway (rh, rcb); it lives at most as long as its TTL.
+
+The lockout hash holds ``fails``, ``until`` (ms) and ``hard`` ("1"): see lockout.lua.
+
+No data was released under an earlier layout, so none needs migrating.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+
+#: Starts the name of each recovery code field of an active hash (recovery.lua has it too).
+RECOVERY_FIELD_PREFIX = b"#"
 
 
 def _short_hash(value: str) -> str:
@@ -40,10 +74,6 @@ class UserKeys:
     @property
     def active(self) -> str:
         return f"{self._base}:active"
-
-    @property
-    def recovery(self) -> str:
-        return f"{self._base}:recovery"
 
     @property
     def lockout(self) -> str:

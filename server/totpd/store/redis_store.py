@@ -8,14 +8,12 @@ ARGV, so the outcome is the same through any number of totpd processes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
 from urllib.parse import quote
 
 import redis.asyncio as redis
@@ -50,6 +48,7 @@ from ..model import (
 )
 from .expiry import ExpiryListener
 from .keys import UserKeys, events
+from .pipelining import PipeliningRedis
 from .topology import RedisLocation, Topology, parse_redis_url
 
 log = logging.getLogger(__name__)
@@ -155,8 +154,10 @@ def _retry() -> Retry:
 
 
 def connect(url: str, timeout: float = 1.0, max_connections: int = 64) -> redis.Redis:
-    """One client for the process: a bounded pool, timeouts, and a single quick retry on a
-    dropped connection (not on timeouts: a timed-out script may have run already).
+    """One client for the process: a bounded pool, timeouts, auto-pipelining of the request
+    path's commands (``pipelining``: a pipelined command is never sent twice, as a script
+    that timed out or lost its connection may have run already), and a single quick retry
+    on a dropped connection for connecting and for the other, idempotent commands.
 
     ``url`` names one server or, as ``redis+sentinel://``, the primary Sentinel knows of;
     a cluster needs ``connect_cluster`` (``connect_any`` picks for you)."""
@@ -168,7 +169,7 @@ def connect(url: str, timeout: float = 1.0, max_connections: int = 64) -> redis.
         )
     if location.topology is Topology.SENTINEL:
         return _connect_sentinel(location, timeout, max_connections)
-    return redis.Redis.from_url(
+    return PipeliningRedis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -178,7 +179,7 @@ def connect(url: str, timeout: float = 1.0, max_connections: int = 64) -> redis.
     )
 
 
-class _SentinelManagedRedis(redis.Redis):
+class _SentinelManagedRedis(PipeliningRedis):
     """The primary's client; closing it also closes the connections to the sentinels."""
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
@@ -252,74 +253,100 @@ def connect_any(url: str, timeout: float = 1.0, max_connections: int = 64) -> Cl
 
 
 # -- record encoding ------------------------------------------------------------------
-# What pending and active records share travels as one opaque JSON field, 'core', so the
-# activation script can move it over without knowing what is inside.
+# A pending and an active hash share the factor's fields (keys.py names every field), so
+# the activation script copies them over by name. Every field is short and the sealed
+# secret is raw bytes, not base64: an active hash, its recovery codes included, then stays
+# a compact ziplist (listpack) under Redis's default hash-max-ziplist-value of 64 bytes.
 
 
-def _encode_core(
-    user_id: str,
-    params: TotpParams,
-    issuer: str,
-    account_name: str,
-    secret: SealedSecret,
-    create_time: float,
-) -> bytes:
-    return json.dumps(
-        {
-            "uid": user_id,
-            "alg": params.algorithm.value,
-            "dig": params.digits,
-            "per": params.period,
-            "iss": issuer,
-            "acc": account_name,
-            "kid": secret.key_id,
-            "sec": base64.b64encode(secret.blob).decode(),
-            "ct": _ms(create_time),
-        },
-        separators=(",", ":"),
-    ).encode()
+class _Factor(NamedTuple):
+    """The factor's fields of a pending or an active hash, decoded."""
+
+    user_id: str
+    params: TotpParams
+    issuer: str
+    account_name: str
+    secret: SealedSecret
+    create_time: float
 
 
-def _decode_core(raw: bytes) -> dict[str, Any]:
-    core: dict[str, Any] = json.loads(raw)
-    core["params"] = TotpParams(Algorithm(core["alg"]), core["dig"], core["per"])
-    core["secret"] = SealedSecret(core["kid"], base64.b64decode(core["sec"]))
-    return core
+def _encode_params(params: TotpParams) -> str:
+    return f"{params.algorithm.value}:{params.digits}:{params.period}"
+
+
+def _decode_params(raw: bytes) -> TotpParams:
+    algorithm, digits, period = raw.decode().split(":")
+    return TotpParams(Algorithm(algorithm), int(digits), int(period))
+
+
+def _encode_pending(record: PendingRecord) -> dict[str, _Arg]:
+    return {
+        # The factor's fields: activate.lua copies these to the active hash.
+        "uid": record.user_id,
+        "p": _encode_params(record.params),
+        "iss": record.issuer,
+        "acc": record.account_name,
+        "kid": record.secret.key_id,
+        "sec": record.secret.blob,
+        "ct": _ms(record.create_time),
+        "rk": record.recovery_key_id,
+        # Pending only: the digests become one field each of the active hash.
+        "rh": b"".join(record.recovery_hashes),
+        "rck": record.sealed_recovery_codes.key_id,
+        "rcb": record.sealed_recovery_codes.blob,
+        "fp": record.request_fingerprint,
+        "exp": _ms(record.expire_time),
+    }
+
+
+def _decode_factor(h: _Hash) -> _Factor:
+    return _Factor(
+        user_id=h[b"uid"].decode(),
+        params=_decode_params(h[b"p"]),
+        issuer=h[b"iss"].decode(),
+        account_name=h[b"acc"].decode(),
+        secret=SealedSecret(h[b"kid"].decode(), h[b"sec"]),
+        create_time=_seconds(h[b"ct"]),
+    )
 
 
 def _split_digests(raw: bytes) -> tuple[bytes, ...]:
     return tuple(raw[i : i + 32] for i in range(0, len(raw), 32))
 
 
-def _decode_pending(totp_id: str, h: dict[bytes, bytes]) -> PendingRecord:
-    core = _decode_core(h[b"core"])
+def _decode_pending(totp_id: str, h: _Hash) -> PendingRecord:
+    factor = _decode_factor(h)
     return PendingRecord(
         totp_id=totp_id,
-        user_id=core["uid"],
-        params=core["params"],
-        issuer=core["iss"],
-        account_name=core["acc"],
-        secret=core["secret"],
+        user_id=factor.user_id,
+        params=factor.params,
+        issuer=factor.issuer,
+        account_name=factor.account_name,
+        secret=factor.secret,
         sealed_recovery_codes=SealedSecret(h[b"rck"].decode(), h[b"rcb"]),
         recovery_hashes=_split_digests(h[b"rh"]),
         recovery_key_id=h[b"rk"].decode(),
         request_fingerprint=h[b"fp"].decode(),
-        create_time=_seconds(core["ct"]),
+        create_time=factor.create_time,
         expire_time=_seconds(h[b"exp"]),
         failed_attempts=int(h.get(b"fails", 0)),
     )
 
 
-def _decode_active(h: dict[bytes, bytes]) -> ActiveRecord:
-    core = _decode_core(h[b"core"])
+# What get_active reads of an active hash: all but its recovery code fields.
+_ACTIVE_FIELDS = ("id", "uid", "p", "iss", "acc", "kid", "sec", "ct", "at", "step", "used")
+
+
+def _decode_active(h: _Hash) -> ActiveRecord:
+    factor = _decode_factor(h)
     return ActiveRecord(
         totp_id=h[b"id"].decode(),
-        user_id=core["uid"],
-        params=core["params"],
-        issuer=core["iss"],
-        account_name=core["acc"],
-        secret=core["secret"],
-        create_time=_seconds(core["ct"]),
+        user_id=factor.user_id,
+        params=factor.params,
+        issuer=factor.issuer,
+        account_name=factor.account_name,
+        secret=factor.secret,
+        create_time=factor.create_time,
         activate_time=_seconds(h[b"at"]),
         last_step=int(h[b"step"]),
         last_used_time=_seconds(h[b"used"]) if b"used" in h else None,
@@ -377,12 +404,12 @@ class RedisStore:
         self._events_maxlen = events_maxlen
         self._min_replicas_ack = min_replicas_ack
         self._wait_ms = max(1, _ms(replica_ack_timeout))
-        lockout = _load_script("lockout")
+        lockout, recovery = _load_script("lockout"), _load_script("recovery")
         self._create = self._script("create")
-        self._activate = self._script("activate")
+        self._activate = self._script("activate", prelude=recovery)
         self._check_code = self._script("check_code", prelude=lockout)
-        self._use_recovery = self._script("use_recovery_code", prelude=lockout)
-        self._replace_recovery = self._script("replace_recovery_codes")
+        self._use_recovery = self._script("use_recovery_code", prelude=lockout + recovery)
+        self._replace_recovery = self._script("replace_recovery_codes", prelude=recovery)
         self._delete = self._script("delete")
 
     def _script(self, name: str, prelude: str = "") -> AsyncScript:
@@ -504,23 +531,7 @@ class RedisStore:
         keys = [k.pending(record.totp_id), k.pending_index]
         if request_id:
             keys.append(k.idempotency(request_id))
-        fields: dict[str, bytes | str | int] = {
-            "core": _encode_core(
-                record.user_id,
-                record.params,
-                record.issuer,
-                record.account_name,
-                record.secret,
-                record.create_time,
-            ),
-            "rk": record.recovery_key_id,
-            "rh": b"".join(record.recovery_hashes),
-            "rck": record.sealed_recovery_codes.key_id,
-            "rcb": record.sealed_recovery_codes.blob,
-            "fp": record.request_fingerprint,
-            "exp": _ms(record.expire_time),
-        }
-        flat = [item for pair in fields.items() for item in pair]
+        flat = [item for pair in _encode_pending(record).items() for item in pair]
         args: list[_Arg] = [record.totp_id, _ms(record.create_time), _ms(record.expire_time)]
         args += flat
         existing = await self._create(keys=keys, args=args)
@@ -541,7 +552,7 @@ class RedisStore:
         now: float,
     ) -> ActivationResult:
         k = self._keys(user_id)
-        keys = [k.pending(totp_id), k.pending_index, k.active, k.recovery, k.lockout]
+        keys = [k.pending(totp_id), k.pending_index, k.active, k.lockout]
         matched = "0" if matched_step is None else "1"
         args: list[_Arg] = [totp_id, matched, matched_step or 0, max_attempts, _ms(now)]
         reply = await self._decide(self._activate, keys, args, _activated)
@@ -551,7 +562,10 @@ class RedisStore:
 
     @_unavailable_on_redis_errors
     async def get_active(self, user_id: str) -> ActiveRecord | None:
-        h = cast(_Hash, await self._redis.hgetall(self._keys(user_id).active))
+        # HMGET, not HGETALL: the ten recovery code digests would double the reply.
+        values = await self._redis.hmget(self._keys(user_id).active, _ACTIVE_FIELDS)
+        pairs = zip(_ACTIVE_FIELDS, cast(list[bytes | None], values), strict=True)
+        h = {name.encode(): value for name, value in pairs if value is not None}
         return _decode_active(h) if h else None
 
     @staticmethod
@@ -585,7 +599,7 @@ class RedisStore:
     ) -> CheckResult:
         k = self._keys(user_id)
         args: list[_Arg] = [_ms(now), *self._policy_args(policy), *digests]
-        keys = [k.active, k.recovery, k.lockout]
+        keys = [k.active, k.lockout]
         return _check_result(await self._decide(self._use_recovery, keys, args, _accepted))
 
     @_unavailable_on_redis_errors
@@ -593,7 +607,7 @@ class RedisStore:
         self, user_id: str, key_id: str, digests: list[bytes]
     ) -> str | None:
         k = self._keys(user_id)
-        totp_id = await self._replace_recovery(keys=[k.active, k.recovery], args=[key_id, *digests])
+        totp_id = await self._replace_recovery(keys=[k.active], args=[key_id, *digests])
         return totp_id.decode() if totp_id else None
 
     @_unavailable_on_redis_errors
@@ -612,7 +626,8 @@ class RedisStore:
 
     @_unavailable_on_redis_errors
     async def recovery_codes_remaining(self, user_id: str) -> int:
-        return int(await self._redis.scard(self._keys(user_id).recovery))
+        # The active hash counts its unused codes ('rn'): one field, however many codes.
+        return int(await self._redis.hget(self._keys(user_id).active, "rn") or 0)
 
     @_unavailable_on_redis_errors
     async def lockout(self, user_id: str) -> Lockout:
@@ -626,7 +641,7 @@ class RedisStore:
     @_unavailable_on_redis_errors
     async def delete(self, user_id: str, totp_id: str | None) -> str | None:
         k = self._keys(user_id)
-        keys = [k.active, k.recovery, k.lockout, k.pending_index]
+        keys = [k.active, k.lockout, k.pending_index]
         if totp_id:
             keys.append(k.pending(totp_id))
         deleted = await self._delete(keys=keys, args=[totp_id or ""])

@@ -1,23 +1,30 @@
 -- Activate a pending enrollment (a code matched) or count a failed attempt on it.
--- KEYS: pending, pending index, active, recovery, lockout
+-- (recovery.lua is prepended.)
+-- KEYS: pending, pending index, active, lockout
 -- ARGV: totp_id, matched ('1' or '0'), matched step, max attempts, now_ms
 -- Returns {'activated', replaced totp_id or ''} | {'rejected'} | {'discarded'} | {'not_found'}
-local pending, index, active, recovery, lockout = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local pending, index, active, lockout = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local totp_id = ARGV[1]
+-- The factor's fields (keys.py): the same in both hashes, copied over as they are.
+local FACTOR = {'uid', 'p', 'iss', 'acc', 'kid', 'sec', 'ct', 'rk'}
 if redis.call('EXISTS', pending) == 0 then return {'not_found'} end
 
 if ARGV[2] == '1' then
-  local f = redis.call('HMGET', pending, 'core', 'rk', 'rh')
+  local values = redis.call('HMGET', pending, unpack(FACTOR))
+  local packed = redis.call('HGET', pending, 'rh')  -- 32-byte digests, concatenated
   local replaced = redis.call('HGET', active, 'id') or ''
   -- The old factor, its codes and its lockout go in the same step as the new one arrives.
-  redis.call('DEL', active, recovery, lockout, pending)
+  redis.call('DEL', active, lockout, pending)
   redis.call('ZREM', index, totp_id)
-  redis.call('HSET', active, 'id', totp_id, 'core', f[1], 'rk', f[2], 'at', ARGV[5],
-             'step', ARGV[3])
-  local digests = f[3]
-  for i = 1, #digests, 32 do
-    redis.call('SADD', recovery, string.sub(digests, i, i + 31))
+  local fields = {'id', totp_id, 'at', ARGV[5], 'step', ARGV[3]}
+  for i, name in ipairs(FACTOR) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = values[i]
   end
+  redis.call('HSET', active, unpack(fields))
+  local digests = {}
+  for i = 1, #packed, 32 do digests[#digests + 1] = string.sub(packed, i, i + 31) end
+  set_recovery_codes(active, digests)
   return {'activated', replaced}
 end
 

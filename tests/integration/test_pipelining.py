@@ -1,0 +1,195 @@
+"""Auto-pipelining (totpd.store.pipelining) against a real redis-server: concurrent commands
+share one connection and batch, yet each caller gets its own reply or error, a lost
+connection fails what was sent without resending it, and a cancelled caller leaves the
+connection in step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from tests.faults.harness import wait_until
+from totpd.embedded_redis import EmbeddedRedis
+from totpd.store import pipelining
+from totpd.store.pipelining import PipeliningRedis
+from totpd.store.redis_store import connect
+
+# Counts its calls: a script that ran twice shows up as 2.
+INCR = "return redis.call('INCR', KEYS[1])"
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    # Its own server: these tests pause and kill clients.
+    with EmbeddedRedis(tmp_path_factory.mktemp("pipelining"), appendonly=False) as server:
+        yield server
+
+
+@pytest.fixture
+def admin(own_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(own_redis.url)
+    client.flushall()
+    try:
+        yield client
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+
+
+@pytest.fixture
+async def client(own_redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    c = connect(own_redis.url, timeout=5)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+def _connections(admin: redis.Redis) -> int:
+    """Connections other than the admin's own."""
+    return len(admin.client_list()) - 1
+
+
+def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sizes: list[int] = []
+    send = PipeliningRedis._send
+
+    async def counting(self: PipeliningRedis, connection: object, batch: list[object]) -> None:
+        sizes.append(len(batch))
+        await send(self, connection, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PipeliningRedis, "_send", counting)
+    return sizes
+
+
+def test_connect_gives_a_pipelining_client(client: aioredis.Redis) -> None:
+    assert isinstance(client, PipeliningRedis)
+
+
+async def test_concurrent_commands_share_a_connection_and_each_gets_its_own_reply(
+    client: aioredis.Redis, admin: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _batch_sizes(monkeypatch)
+    admin.mset({f"k{i}": f"v{i}" for i in range(300)})
+    for i in range(300):
+        admin.hset(f"h{i}", mapping={"n": i})
+    replies = await asyncio.gather(
+        *(client.hget(f"h{i}", "n") for i in range(300)),
+        *(client.hgetall(f"h{i}") for i in range(300)),
+    )
+    assert replies[:300] == [str(i).encode() for i in range(300)]
+    assert replies[300:] == [{b"n": str(i).encode()} for i in range(300)]
+    # 600 commands in a handful of batches (at most MAX_BATCH each), on one connection.
+    assert sum(sizes) == 600
+    assert len(sizes) <= 600 // pipelining.MAX_BATCH + 2, sizes
+    assert max(sizes) == pipelining.MAX_BATCH
+    assert _connections(admin) == 1
+
+
+async def test_an_error_reply_fails_only_its_own_command(
+    client: aioredis.Redis, admin: redis.Redis
+) -> None:
+    admin.set("a-string", "x")
+    admin.hset("a-hash", "f", "1")
+    results = await asyncio.gather(
+        client.hget("a-hash", "f"),
+        client.hget("a-string", "f"),  # WRONGTYPE
+        client.hget("a-hash", "f"),
+        return_exceptions=True,
+    )
+    assert results[0] == results[2] == b"1"
+    assert isinstance(results[1], redis.ResponseError)
+    assert "WRONGTYPE" in str(results[1])
+
+
+async def test_a_flushed_script_is_loaded_again(client: aioredis.Redis, admin: redis.Redis) -> None:
+    script = client.register_script(INCR)
+    assert await script(keys=["counter"]) == 1
+    admin.script_flush()
+    # Several at once: each gets NOSCRIPT in the batch, reloads and runs exactly once.
+    assert sorted(await asyncio.gather(*(script(keys=["counter"]) for _ in range(5)))) == [
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
+    assert int(admin.get("counter") or 0) == 6
+
+
+async def test_a_lost_connection_fails_what_was_sent_and_resends_nothing(
+    client: aioredis.Redis, admin: redis.Redis
+) -> None:
+    script = client.register_script(INCR)
+    assert await script(keys=["counter"]) == 1
+    admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+    calls = [asyncio.create_task(script(keys=["counter"])) for _ in range(5)]
+
+    async def waiting() -> bool:
+        return int(admin.info("clients")["blocked_clients"]) >= 1
+
+    await wait_until(waiting, 5, "the batch blocked in Redis")
+    admin.client_kill_filter(_type="normal", skipme=True)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, redis.ConnectionError) for r in results), results
+    admin.execute_command("CLIENT", "UNPAUSE")
+    # None of the five ran (the killed client's queued commands are dropped, and nothing
+    # was sent again); the client reconnects for the next one.
+    assert int(admin.get("counter") or 0) == 1
+    assert await script(keys=["counter"]) == 2
+
+
+async def test_a_cancelled_caller_leaves_the_connection_in_step(
+    client: aioredis.Redis, admin: redis.Redis
+) -> None:
+    script = client.register_script(INCR)
+    await script(keys=["counter"])
+    admin.set("plain", "value")
+    admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+    first = asyncio.create_task(script(keys=["counter"]))
+    behind = asyncio.create_task(client.hget("nothing", "f"))
+
+    async def waiting() -> bool:
+        return int(admin.info("clients")["blocked_clients"]) >= 1
+
+    await wait_until(waiting, 5, "the batch blocked in Redis")
+    first.cancel()  # its reply is still coming: it must be read and dropped
+    admin.execute_command("CLIENT", "UNPAUSE")
+    assert await behind is None
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # Every later reply still goes to its own caller.
+    assert await client.get("plain") == b"value"
+    assert await asyncio.gather(*(client.hget("nothing", str(i)) for i in range(3))) == [None] * 3
+    assert int(admin.get("counter") or 0) == 2  # the cancelled call's script did run once
+
+
+async def test_close_waits_for_the_batch_on_its_way(
+    own_redis: EmbeddedRedis, admin: redis.Redis
+) -> None:
+    c = connect(own_redis.url, timeout=5)
+    script = c.register_script(INCR)
+    await script(keys=["counter"])
+    admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+    call = asyncio.create_task(script(keys=["counter"]))
+
+    async def waiting() -> bool:
+        return int(admin.info("clients")["blocked_clients"]) >= 1
+
+    await wait_until(waiting, 5, "the batch blocked in Redis")
+    closing = asyncio.create_task(c.aclose())
+    await asyncio.sleep(0)  # let aclose start: it must wait for the reply, not cut it off
+    assert not closing.done()
+    admin.execute_command("CLIENT", "UNPAUSE")
+    await closing
+    assert await call == 2
+
+
+def test_state_commands_are_not_pipelined() -> None:
+    # They would act on a connection other callers share.
+    for command in ("WAIT", "MULTI", "EXEC", "SELECT", "CLIENT", "SUBSCRIBE", "BLPOP", "XREAD"):
+        assert command not in pipelining.BATCHED
