@@ -16,13 +16,17 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 _LISTENING = re.compile(r"^totpd listening on (\S+:\d+) ")
+_METRICS_AT = re.compile(r"^totpd metrics on (http://\S+/metrics)$")
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
@@ -148,3 +152,34 @@ class TotpdProcess:
     @property
     def log(self) -> str:
         return "\n".join(self.lines)
+
+
+# -- its /metrics -----------------------------------------------------------------------
+
+
+def metrics_url(server: TotpdProcess) -> str:
+    server.wait_for_lines("totpd metrics on ")
+    for line in server.lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        match = _METRICS_AT.match(str(entry.get("message", "")))
+        if match:
+            return match.group(1)
+    raise AssertionError("no 'totpd metrics on' line")
+
+
+def scrape(url: str) -> tuple[str, Samples]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        text: str = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)

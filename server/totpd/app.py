@@ -211,6 +211,7 @@ async def serve(settings: Settings) -> None:
             tls=tls,
             callers=callers,
             observe_rpc=metrics.rpc,
+            rpc_started=metrics.rpc_started,
         )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

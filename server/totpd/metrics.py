@@ -2,11 +2,11 @@
 
 ``Metrics`` owns the metric families (in a registry of its own, so several servers can run
 in one process) and offers plain callbacks that the composition root hands to the layers
-that count: the RPC interceptor (``rpc``), the service (``event``, its metrics port) and
-the store (``store_call``; ``enrollment_expired`` for its expiry listener). No label ever
-carries a user id, TOTP id, code or secret: every label value comes from a small fixed set
-(RPC names, status code names, outcomes, store operation names). docs/observability.md
-lists the families.
+that count: the RPC interceptor (``rpc_started``, ``rpc``), the service (``event``, its
+metrics port) and the store (``store_call``; ``enrollment_expired`` for its expiry
+listener). No label ever carries a user id, TOTP id, code or secret: every label value
+comes from a small fixed set (RPC names, status code names, outcomes, store operation
+names). docs/observability.md lists the families.
 
 One process serves ``/metrics`` itself (``serve_metrics``). With ``TOTPD_WORKERS`` > 1 the
 workers cannot share one port, so prometheus_client's multiprocess mode is used instead:
@@ -23,11 +23,13 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     multiprocess,
     start_http_server,
@@ -52,6 +54,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.rpcs = Counter(
             "totpd_rpcs",
@@ -64,6 +67,13 @@ class Metrics:
             "Time to handle a TotpService call, by method and final status code.",
             ["method", "code"],
             buckets=RPC_BUCKETS,
+            registry=r,
+        )
+        self.rpcs_in_flight = Gauge(
+            "totpd_rpcs_in_flight",
+            "TotpService calls being handled now, by method.",
+            ["method"],
+            multiprocess_mode="livesum",  # TOTPD_WORKERS > 1: the sum over live workers
             registry=r,
         )
         self.checks = Counter(
@@ -113,20 +123,34 @@ class Metrics:
 
     # -- the callbacks -------------------------------------------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: labels() validates and takes a lock on
+        every call, and the same few label sets come up on every RPC."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def rpc_started(self, method: str) -> None:
+        self._child(self.rpcs_in_flight, method).inc()
+
     def rpc(self, method: str, code: str, seconds: float) -> None:
-        self.rpcs.labels(method, code).inc()
-        self.rpc_duration.labels(method, code).observe(seconds)
+        """A call that ``rpc_started`` counted has finished."""
+        self._child(self.rpcs_in_flight, method).dec()
+        self._child(self.rpcs, method, code).inc()
+        self._child(self.rpc_duration, method, code).observe(seconds)
 
     def event(self, type_: EventType, outcome: str) -> None:
         """The service's metrics port: one audit-worthy event and its outcome."""
         if type_ in _CHECK_RPCS:
-            self.checks.labels(_CHECK_RPCS[type_], outcome).inc()
+            self._child(self.checks, _CHECK_RPCS[type_], outcome).inc()
         elif type_ is EventType.LOCKOUT:
             self.lockouts.labels(outcome).inc()
         elif type_ is EventType.CREATE:
             self.enrollments_created.inc()
         elif type_ is EventType.ACTIVATE:
-            self.activations.labels(outcome).inc()
+            self._child(self.activations, outcome).inc()
         elif type_ is EventType.DELETE:
             self.deletions.inc()
         elif type_ is EventType.REGENERATE_RECOVERY_CODES:
@@ -140,7 +164,7 @@ class Metrics:
         """One store operation; ``error`` is None, or ``unavailable:<reason>`` /
         ``error:<reason>``."""
         result, _, reason = error.partition(":") if error else ("ok", "", "")
-        self.store_duration.labels(operation, result).observe(seconds)
+        self._child(self.store_duration, operation, result).observe(seconds)
         if error:
             self.store_errors.labels(operation, reason or result).inc()
 

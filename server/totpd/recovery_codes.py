@@ -18,8 +18,19 @@ CODE_LENGTH = GROUPS * GROUP_LENGTH
 _IGNORED = str.maketrans("", "", "- \t")
 
 
+# Bytes below this are used (b % 36), the rest skipped: every character equally likely.
+_UNBIASED_BELOW = 256 - 256 % len(ALPHABET)
+
+
 def new_code() -> str:
-    raw = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    # One read of the OS's CSPRNG per code, not one per character (secrets.choice): the
+    # 120 reads of a CreateTotp were a sixth of its CPU.
+    raw = ""
+    while len(raw) < CODE_LENGTH:
+        raw += "".join(
+            ALPHABET[b % len(ALPHABET)] for b in secrets.token_bytes(16) if b < _UNBIASED_BELOW
+        )
+    raw = raw[:CODE_LENGTH]
     return "-".join(raw[i : i + GROUP_LENGTH] for i in range(0, CODE_LENGTH, GROUP_LENGTH))
 
 

@@ -3,10 +3,11 @@
 exits 0.
 
 To have calls that are provably in flight, Redis pauses its writers (``CLIENT PAUSE ...
-WRITE``: scripts wait, reads and the health probe's PING go on): Redis then lists each
-waiting script as a blocked client, so the test knows the calls have reached totpd and its
-Redis before it sends SIGTERM, and releases them (``CLIENT UNPAUSE``) once the server is
-shutting down.
+WRITE``: scripts wait, reads and the health probe's PING go on). The test sends SIGTERM
+once the server's ``totpd_rpcs_in_flight`` counts every call it made (plus at most one per
+load client) and Redis lists a blocked client (totpd's pipelined connection, waiting on a
+script; the calls behind it queue in totpd), and releases them (``CLIENT UNPAUSE``) once
+the server is shutting down.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.faults.harness import (
 )
 from tests.faults.load import Client, Ledger
 from tests.helpers import totp_code
+from tests.live_server import metrics_url, scrape
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
@@ -54,6 +56,7 @@ async def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(
     redis_server = make_redis()
     server = start_totpd(
         redis_server.url,
+        METRICS_LISTEN="127.0.0.1:0",
         SHUTDOWN_GRACE_SECONDS=str(GRACE),
         REDIS_TIMEOUT_SECONDS="10",  # the paused scripts wait for Redis, not time out
     )
@@ -90,10 +93,19 @@ async def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(
             )
             in_flight += [asyncio.create_task(finished_at(c)) for c in (verify, create)]
 
-        async def all_waiting_in_redis() -> bool:
-            return int(admin.info("clients")["blocked_clients"]) >= 2 * IN_FLIGHT
+        metrics = metrics_url(server)
 
-        await wait_until(all_waiting_in_redis, 5, "in-flight calls blocked in Redis")
+        async def all_waiting_on_redis() -> bool:
+            _, samples = await asyncio.to_thread(scrape, metrics)
+            in_flight_now = sum(
+                v for (name, _), v in samples.items() if name == "totpd_rpcs_in_flight"
+            )
+            # The load clients have one call each in flight at most: so ours are all in.
+            return in_flight_now >= 2 * IN_FLIGHT + len(load) and (
+                int(admin.info("clients")["blocked_clients"]) >= 1
+            )
+
+        await wait_until(all_waiting_on_redis, 5, "in-flight calls waiting on Redis")
         assert not any(task.done() for task in in_flight)
 
         sigterm_at = time.monotonic()

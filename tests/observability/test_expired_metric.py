@@ -20,8 +20,7 @@ import redis
 import redis.asyncio
 
 from tests.helpers import totp_code
-from tests.live_server import TotpdProcess
-from tests.observability.test_metrics_and_logs import metrics_url, scrape, value
+from tests.live_server import TotpdProcess, metrics_url, scrape, value
 from tests.security.test_redis_acl import ACL_RULES
 from totpd.embedded_redis import EmbeddedRedis
 from totpd.store.expiry import ExpiryListener, notify_flags_with

@@ -6,22 +6,19 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import totp_code
-from tests.live_server import TotpdProcess
+from tests.live_server import TotpdProcess, metrics_url, scrape, value
 from totpd.callers import hash_token
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
-_METRICS_AT = re.compile(r"^totpd metrics on (http://\S+/metrics)$")
 TOKEN = "obs-token-7Hq2Lm9Xz4Rk1Vb8Nc3Jt6Yw0Ps5Fd2"
 USER = "obs-user-5f1c9e"  # must appear in no metric and no log line
 CALLERS = f"""
@@ -29,35 +26,6 @@ CALLERS = f"""
 token_sha256 = ["{hash_token(TOKEN)}"]
 rpcs = ["CreateTotp", "ActivateTotp", "VerifyTotp", "UseRecoveryCode", "GetTotp"]
 """
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def metrics_url(server: TotpdProcess) -> str:
-    server.wait_for_lines("totpd metrics on ")
-    for line in server.lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        match = _METRICS_AT.match(str(entry.get("message", "")))
-        if match:
-            return match.group(1)
-    raise AssertionError("no 'totpd metrics on' line")
-
-
-def scrape(url: str) -> tuple[str, Samples]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.status == 200
-        text: str = response.read().decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def rpc_lines(server: TotpdProcess) -> list[dict[str, Any]]:

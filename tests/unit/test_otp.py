@@ -50,6 +50,30 @@ def test_rfc6238_appendix_b_vectors(algorithm: Algorithm, time: int, expected: s
 
 
 @pytest.mark.parametrize(("algorithm", "time", "expected"), _vectors())
+def test_match_step_finds_the_rfc6238_vectors(
+    algorithm: Algorithm, time: int, expected: str
+) -> None:
+    # match_step computes codes itself (otp._hotp), not through pyotp: the same vectors.
+    params = TotpParams(algorithm=algorithm, digits=8, period=30)
+    step = otp.time_step(time, params.period)
+    assert otp.match_step(SEEDS[algorithm], params, expected, time, window=0) == step
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+@pytest.mark.parametrize("digits", [6, 7, 8])
+def test_match_steps_codes_are_pyotps_codes(algorithm: Algorithm, digits: int) -> None:
+    # The fast path against the reference implementation, over many secrets and steps
+    # (leading zeros and every truncation offset come up).
+    params = TotpParams(algorithm=algorithm, digits=digits, period=30)
+    for i in range(300):
+        secret = otp.new_secret()
+        step = 1_000_000 + i * 7919
+        code = otp.code_at(secret, params, step)
+        assert otp._hotp(secret, params, step) == code.encode()
+        assert otp.match_step(secret, params, code, step * 30 + 15, window=0) == step
+
+
+@pytest.mark.parametrize(("algorithm", "time", "expected"), _vectors())
 def test_six_digit_code_is_the_rfc_value_modulo_a_million(
     algorithm: Algorithm, time: int, expected: str
 ) -> None:

@@ -27,6 +27,19 @@ def test_new_codes_honours_count() -> None:
     assert len(set(recovery_codes.new_codes(3))) == 3
 
 
+def test_new_codes_draw_every_character_equally_often() -> None:
+    # 36 symbols from random bytes: bytes >= 252 must be skipped, or the first four symbols
+    # would come up 8/256 of the time instead of 1/36. Over 240,000 characters a fair
+    # symbol is seen 6667 times (standard deviation 80), a favoured one 7500: the bounds
+    # sit 5.4 deviations from the fair count, so this fails on bias, not on bad luck.
+    counts: dict[str, int] = {}
+    for c in "".join(recovery_codes.new_codes(20_000)).replace("-", ""):
+        counts[c] = counts.get(c, 0) + 1
+    assert len(counts) == 36
+    assert max(counts.values()) < 7100, counts
+    assert min(counts.values()) > 6233, counts
+
+
 def test_new_codes_use_the_whole_alphabet() -> None:
     # 100 codes hold 1200 characters; each of the 36 symbols should turn up.
     seen = set("".join(recovery_codes.new_codes(100)).replace("-", ""))

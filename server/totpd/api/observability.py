@@ -36,6 +36,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 #: (method, status code name, seconds): where the samples go (totpd.metrics.Metrics.rpc).
 RpcObserver = Callable[[str, str, float], None]
+#: (method): a call has started (totpd.metrics.Metrics.rpc_started); each one that does
+#: also reaches the RpcObserver when it ends.
+RpcStarted = Callable[[str], None]
 
 
 @dataclass
@@ -66,9 +69,15 @@ def _code_name(context: Context, default: grpc.StatusCode) -> str:
 
 
 class ObservingInterceptor(TotpServiceInterceptor):
-    def __init__(self, service_name: str, observe: RpcObserver | None = None) -> None:
+    def __init__(
+        self,
+        service_name: str,
+        observe: RpcObserver | None = None,
+        started: RpcStarted | None = None,
+    ) -> None:
         super().__init__(service_name)
         self._observe = observe
+        self._started = started
 
     def wrap(self, rpc: str, handler: Handler) -> Handler:
         if handler.unary_unary is None:
@@ -81,6 +90,8 @@ class ObservingInterceptor(TotpServiceInterceptor):
             call = _Call()
             token = _CALL.set(call)
             outcome = grpc.StatusCode.OK
+            if self._started is not None:
+                self._started(rpc)
             try:
                 return await behavior(request, context)
             except asyncio.CancelledError:

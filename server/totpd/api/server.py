@@ -21,7 +21,7 @@ from ..v1 import totp_service_pb2 as pb
 from ..v1 import totp_service_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor
 from .decoding import DecodingInterceptor
-from .observability import CallerProbe, ObservingInterceptor, RpcObserver
+from .observability import CallerProbe, ObservingInterceptor, RpcObserver, RpcStarted
 from .protovalidation import rules_check
 from .servicer import TotpServicer
 
@@ -96,18 +96,20 @@ def create_server(
     callers: Callers | None = None,
     limits: TransportLimits | None = None,
     observe_rpc: RpcObserver | None = None,
+    rpc_started: RpcStarted | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Build (but do not start) a server bound to ``address``; port 0 picks a free port.
 
     With ``callers``, every TotpService call is authenticated and authorized (see
     ``auth``); without, anyone who reaches the port may call anything (development).
-    Every TotpService call is logged, and sampled into ``observe_rpc`` if given.
+    Every TotpService call is logged, and sampled into ``observe_rpc`` if given (and
+    announced to ``rpc_started`` when it starts).
     """
     limits = limits or TransportLimits()
     # Outermost first: observe (to see every call's final status, rejected ones too),
     # then authenticate before even parsing the request.
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        ObservingInterceptor(SERVICE_NAME, observe_rpc)
+        ObservingInterceptor(SERVICE_NAME, observe_rpc, rpc_started)
     ]
     if callers is not None:
         interceptors.append(AuthInterceptor(callers, SERVICE_NAME))
