@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,7 @@ from totpd.store.redis_store import RedisStore, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 GHZ = ROOT / ".tools" / "bin" / "ghz"
+PY_SPY = Path(sys.executable).with_name("py-spy")
 SCENARIOS = ("baseline", "create", "activate", "verify", "verify_replay")
 TARGETS = {"create": 0.25, "activate": 0.4, "verify": 0.5}  # x baseline RPS
 P99_LIMIT = 3.0  # x baseline p99
@@ -236,11 +238,55 @@ def _percentile(report: dict[str, Any], pct: int) -> float:
     return latencies[min(len(latencies) - 1, int(len(latencies) * pct / 100))]
 
 
+@contextlib.contextmanager
+def profiled(server: Server, path: Path | None) -> Iterator[None]:
+    """py-spy sampling every server process for as long as the block runs (``--profile``):
+    collapsed stacks in ``path``, and the functions that hold most samples printed."""
+    if path is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [str(PY_SPY), "record", "--subprocesses", "--rate", "200", "--format", "raw"]
+        + ["--nolineno", "--pid", str(server.process.pid), "--output", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(60)
+    print(hot_functions(path), flush=True)
+
+
+def hot_functions(path: Path, top: int = 25) -> str:
+    """The share of samples in which each function is on the stack (inclusive), from a
+    py-spy raw (collapsed) file: ``frame;frame;... count`` per line."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        for frame in set(stack.split(";")[1:]):  # [0] is the process/thread
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    lines = [f"  profile {path.name}: {total} samples, inclusive share"]
+    lines += [f"  {100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in ranked]
+    return "\n".join(lines)
+
+
 def measure(
-    name: str, server: Server, rclient: redis.Redis, run: dict[str, Any], **kwargs: Any
+    name: str,
+    server: Server,
+    rclient: redis.Redis,
+    run: dict[str, Any],
+    profile: Path | None = None,
+    **kwargs: Any,
 ) -> Result:
     cpu0, rcpu0 = server.cpu_seconds(), redis_cpu_seconds(rclient)
-    report = ghz(server.address, run.pop("call"), **run, **kwargs)
+    with profiled(server, profile):
+        report = ghz(server.address, run.pop("call"), **run, **kwargs)
     cpu1, rcpu1 = server.cpu_seconds(), redis_cpu_seconds(rclient)
     count = int(report["count"])
     return Result(
@@ -378,11 +424,27 @@ def bench_workers(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         for r in range(args.rounds):
             tag = f"w{workers}r{r}"
             results: dict[str, Result] = {}
+
+            def profile(name: str, tag: str = tag) -> Path | None:
+                return args.out / f"profile-{tag}-{name}.txt" if args.profile else None
+
             results["baseline"] = measure(
-                "baseline", server, rclient, dict(health), duration=args.duration, **load
+                "baseline",
+                server,
+                rclient,
+                dict(health),
+                profile("baseline"),
+                duration=args.duration,
+                **load,
             )
             results["create"] = measure(
-                "create", server, rclient, dict(create), duration=args.duration, **load
+                "create",
+                server,
+                rclient,
+                dict(create),
+                profile("create"),
+                duration=args.duration,
+                **load,
             )
             users = [f"act-{tag}-{i}" for i in range(args.users)]
             pending = loop.run_until_complete(seeder.pending(users))
@@ -398,6 +460,7 @@ def bench_workers(args: argparse.Namespace, workers: int) -> dict[str, Any]:
                     "data_file": _write_json(tmp / "activate.json", rows),
                     "total": len(rows),
                 },
+                profile("activate"),
                 **load,
             )
             users = [f"ver-{tag}-{i}" for i in range(args.users)]
@@ -416,6 +479,7 @@ def bench_workers(args: argparse.Namespace, workers: int) -> dict[str, Any]:
                         "data_file": verify_file,
                         "total": len(rows),
                     },
+                    profile(name),
                     **load,
                 )
             rss.append(server.rss_mib())
@@ -565,6 +629,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--label", default="", help="added to the result file names")
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the server with py-spy during each run: collapsed stacks in --out",
+    )
+    parser.add_argument(
         "--server-pythonpath", default="", help="put this first on the server's PYTHONPATH"
     )
     args = parser.parse_args()
@@ -572,6 +641,7 @@ def main() -> int:
         print(f"no {GHZ}: run the Makefile's ghz install first", file=sys.stderr)
         return 2
     write_protoset(PROTOSET)
+    args.out.mkdir(parents=True, exist_ok=True)
     try:
         results = [bench_workers(args, int(w)) for w in args.workers.split(",")]
     finally:
