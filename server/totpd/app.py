@@ -48,6 +48,12 @@ class _JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    # Nothing here logs the caller's source line, thread or process: skip collecting them
+    # for every record (the logging HOWTO's "Optimization"). One line per RPC is logged.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)

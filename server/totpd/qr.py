@@ -82,7 +82,9 @@ def _png(modules: bytes, side: int, box: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(raw, 6))
+        # Level 3: 20 us and ~740 bytes for a typical code; level 6 saves 100 bytes for
+        # 55 us more, a few percent of a CreateTotp.
+        + _chunk(b"IDAT", zlib.compress(raw, 3))
         + _chunk(b"IEND", b"")
     )
 

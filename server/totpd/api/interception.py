@@ -20,6 +20,9 @@ Behavior: TypeAlias = "Callable[[Any, Context], Awaitable[Any]]"
 class TotpServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, service_name: str) -> None:
         self._prefix = f"/{service_name}/"
+        # method -> (the handler grpc found, the one wrapped around it). grpc hands over
+        # the same handler object for a method on every call: wrap it once, not per call.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
@@ -30,7 +33,12 @@ class TotpServiceInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or not method.startswith(self._prefix):
             return handler  # health, reflection, or unknown (UNIMPLEMENTED)
-        return self.wrap(method[len(self._prefix) :], handler)
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self.wrap(method[len(self._prefix) :], handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def wrap(self, rpc: str, handler: Handler) -> Handler:
         """The handler to run instead of ``handler`` for TotpService method ``rpc``."""

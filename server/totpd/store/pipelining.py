@@ -28,6 +28,7 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as redis
+from hiredis import pack_command
 from redis.exceptions import ResponseError
 
 # The commands the store sends on its request path: plain request/reply commands that
@@ -93,9 +94,9 @@ class PipeliningRedis(redis.Redis):
     async def _send(self, connection: Any, batch: list[_Queued]) -> None:
         answered = 0
         try:
-            await connection.send_packed_command(
-                connection.pack_commands(args for args, _, _ in batch)
-            )
+            # hiredis packs in C (redis-py's asyncio connection packs in Python); BATCHED
+            # names have no spaces, which redis-py would split into separate arguments.
+            await connection.send_packed_command(b"".join([pack_command(a) for a, _, _ in batch]))
             for args, options, reply in batch:
                 try:
                     value = await self.parse_response(connection, args[0], **options)
