@@ -32,6 +32,18 @@ log = logging.getLogger("totpd")
 
 
 class _JsonFormatter(logging.Formatter):
+    _second = -1
+    _second_text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """The default format ("2026-11-22 06:55:37,123"), its date and time part worked
+        out once a second rather than for each of the many lines of that second."""
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = super().formatTime(record, datefmt)[:-4]
+            self._second = second
+        return f"{self._second_text},{int(record.msecs):03d}"
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": self.formatTime(record),

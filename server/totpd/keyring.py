@@ -18,7 +18,6 @@ until no stored code uses it (its users regenerated their codes).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import os
@@ -90,6 +89,8 @@ class Keyring:
     def __init__(self, encryption: _KeySet, hashing: _KeySet) -> None:
         self._encryption = encryption
         self._hashing = hashing
+        # One cipher object per key, made once: every verification opens a secret.
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in encryption.keys.items()}
 
     @classmethod
     def generate(cls) -> Keyring:
@@ -129,7 +130,7 @@ class Keyring:
         key_id = self._encryption.primary
         nonce = secrets.token_bytes(NONCE_BYTES)
         aad = _associated_data(purpose, *bound_to)
-        ciphertext = AESGCM(self._encryption.keys[key_id]).encrypt(nonce, plaintext, aad)
+        ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, aad)
         return SealedSecret(key_id, nonce + ciphertext)
 
     @property
@@ -145,14 +146,14 @@ class Keyring:
         return self.seal(self.open(sealed, purpose, *bound_to), purpose, *bound_to)
 
     def open(self, sealed: SealedSecret, purpose: str, *bound_to: str) -> bytes:
-        key = self._encryption.keys.get(sealed.key_id)
-        if key is None:
+        cipher = self._ciphers.get(sealed.key_id)
+        if cipher is None:
             raise DecryptionError(f"unknown encryption key id {sealed.key_id!r}")
         if len(sealed.blob) < NONCE_BYTES + TAG_BYTES:
             raise DecryptionError("sealed value is truncated")
         nonce, ciphertext = sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:]
         try:
-            return AESGCM(key).decrypt(nonce, ciphertext, _associated_data(purpose, *bound_to))
+            return cipher.decrypt(nonce, ciphertext, _associated_data(purpose, *bound_to))
         except InvalidTag as exc:
             raise DecryptionError("sealed value does not open") from exc
 
@@ -168,7 +169,7 @@ class Keyring:
         The user id is mixed in so equal codes of two users never share a digest.
         """
         key = self._hashing.keys[key_id or self._hashing.primary]
-        return hmac.new(key, _associated_data("recovery", user_id, value), hashlib.sha256).digest()
+        return hmac.digest(key, _associated_data("recovery", user_id, value), "sha256")
 
     def digests(self, value: str, user_id: str) -> dict[str, bytes]:
         """The digest under every known hashing key, for records hashed before a rotation."""

@@ -143,6 +143,26 @@ async def test_a_lost_connection_fails_what_was_sent_and_resends_nothing(
     assert await script(keys=["counter"]) == 2
 
 
+async def test_a_batch_past_the_socket_timeout_times_out_and_the_next_one_reconnects(
+    own_redis: EmbeddedRedis, admin: redis.Redis
+) -> None:
+    c = connect(own_redis.url, timeout=0.3)
+    try:
+        script = c.register_script(INCR)
+        assert await script(keys=["counter"]) == 1
+        admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+        with pytest.raises(redis.TimeoutError):
+            await script(keys=["counter"])
+        admin.execute_command("CLIENT", "UNPAUSE")
+        assert await c.hget("nothing", "f") is None
+        # The timed-out script had been sent, so it may have run (here it did, when the
+        # pause ended); it was not sent again.
+        assert await script(keys=["counter"]) in (2, 3)
+        assert int(admin.get("counter") or 0) <= 3
+    finally:
+        await c.aclose()
+
+
 async def test_a_cancelled_caller_leaves_the_connection_in_step(
     client: aioredis.Redis, admin: redis.Redis
 ) -> None:

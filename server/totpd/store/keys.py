@@ -46,6 +46,7 @@ No data was released under an earlier layout, so none needs migrating.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -53,6 +54,7 @@ import re
 RECOVERY_FIELD_PREFIX = b"#"
 
 
+@functools.lru_cache(maxsize=4096)  # a call computes a user's keys once per store operation
 def _short_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 

@@ -25,11 +25,14 @@ command by itself (its commands go to different nodes).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import redis.asyncio as redis
 from hiredis import pack_command
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # The commands the store sends on its request path: plain request/reply commands that
 # neither block nor change the connection's state. Anything else goes the usual way.
@@ -97,21 +100,44 @@ class PipeliningRedis(redis.Redis):
             # hiredis packs in C (redis-py's asyncio connection packs in Python); BATCHED
             # names have no spaces, which redis-py would split into separate arguments.
             await connection.send_packed_command(b"".join([pack_command(a) for a, _, _ in batch]))
-            for args, options, reply in batch:
-                try:
-                    value = await self.parse_response(connection, args[0], **options)
-                except ResponseError as exc:  # this command's error reply: the rest go on
-                    _settle(reply, exc)
-                else:
-                    _settle(reply, value)
-                answered += 1
+            # One deadline for the batch's replies rather than redis-py's one per reply:
+            # its timer set-up and cancel cost more than parsing the reply.
+            async with asyncio.timeout(connection.socket_timeout):
+                for args, options, reply in batch:
+                    try:
+                        value = await self._reply(connection, args[0], options)
+                    except ResponseError as exc:  # this command's error reply: go on
+                        _settle(reply, exc)
+                    else:
+                        _settle(reply, value)
+                    answered += 1
         except BaseException as exc:
             # The connection is in an unknown state (a reply may be half read): drop it;
             # the next batch reconnects.
             await connection.disconnect(nowait=True)
+            if isinstance(exc, TimeoutError):
+                exc = RedisTimeoutError("Timeout reading from Redis")
             _fail(batch[answered:], exc)
             if not isinstance(exc, Exception):
                 raise
+
+    async def _reply(self, connection: Any, command: str, options: dict[str, Any]) -> Any:
+        """The next reply, as ``Redis.parse_response`` makes it (minus the per-read
+        timeout); the callbacks of BATCHED commands are plain functions."""
+        try:
+            response = await connection.read_response(
+                disable_decoding=NEVER_DECODE in options, timeout=math.inf
+            )
+        except ResponseError:
+            if EMPTY_RESPONSE in options:
+                return options[EMPTY_RESPONSE]
+            raise
+        callback = self.response_callbacks.get(command)
+        if callback is None:
+            return response
+        for option in (NEVER_DECODE, EMPTY_RESPONSE, "keys"):
+            options.pop(option, None)
+        return callback(response, **options)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         """Let the batches already sent finish (their callers are waiting) before closing."""
