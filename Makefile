@@ -26,7 +26,7 @@ help: ## List the targets.
 run: $(VENV)/.installed $(GENERATED) ## Run the service (embedded Redis unless TOTPD_REDIS_URL is set).
 	$(PY) -m totpd
 
-test: check $(TOOLS)/grpcurl clients ## Lint, check the contract, build the clients, run every test.
+test: check $(TOOLS)/grpcurl $(TOOLS)/ghz clients ## Lint, check the contract, build the clients, run every test.
 	PATH="$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed $(GENERATED) ## Only the unit tests.
