@@ -66,6 +66,13 @@ def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+async def _until_blocked_in_redis(admin: redis.Redis) -> None:
+    async def blocked() -> bool:
+        return int(admin.info("clients")["blocked_clients"]) >= 1
+
+    await wait_until(blocked, 5, "the batch blocked in Redis")
+
+
 def test_connect_gives_a_pipelining_client(client: aioredis.Redis) -> None:
     assert isinstance(client, PipeliningRedis)
 
@@ -129,10 +136,7 @@ async def test_a_lost_connection_fails_what_was_sent_and_resends_nothing(
     admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
     calls = [asyncio.create_task(script(keys=["counter"])) for _ in range(5)]
 
-    async def waiting() -> bool:
-        return int(admin.info("clients")["blocked_clients"]) >= 1
-
-    await wait_until(waiting, 5, "the batch blocked in Redis")
+    await _until_blocked_in_redis(admin)
     admin.client_kill_filter(_type="normal", skipme=True)
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(r, redis.ConnectionError) for r in results), results
@@ -173,10 +177,7 @@ async def test_a_cancelled_caller_leaves_the_connection_in_step(
     first = asyncio.create_task(script(keys=["counter"]))
     behind = asyncio.create_task(client.hget("nothing", "f"))
 
-    async def waiting() -> bool:
-        return int(admin.info("clients")["blocked_clients"]) >= 1
-
-    await wait_until(waiting, 5, "the batch blocked in Redis")
+    await _until_blocked_in_redis(admin)
     first.cancel()  # its reply is still coming: it must be read and dropped
     admin.execute_command("CLIENT", "UNPAUSE")
     assert await behind is None
@@ -197,10 +198,7 @@ async def test_close_waits_for_the_batch_on_its_way(
     admin.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
     call = asyncio.create_task(script(keys=["counter"]))
 
-    async def waiting() -> bool:
-        return int(admin.info("clients")["blocked_clients"]) >= 1
-
-    await wait_until(waiting, 5, "the batch blocked in Redis")
+    await _until_blocked_in_redis(admin)
     closing = asyncio.create_task(c.aclose())
     await asyncio.sleep(0)  # let aclose start: it must wait for the reply, not cut it off
     assert not closing.done()

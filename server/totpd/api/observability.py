@@ -85,7 +85,7 @@ class ObservingInterceptor(TotpServiceInterceptor):
         behavior = cast(Behavior, handler.unary_unary)
 
         async def observed(request: Any, context: Context) -> Any:
-            started = time.perf_counter()
+            began = time.perf_counter()
             rid = request_id(context.invocation_metadata())
             call = _Call()
             token = _CALL.set(call)
@@ -102,7 +102,7 @@ class ObservingInterceptor(TotpServiceInterceptor):
                 raise
             finally:
                 _CALL.reset(token)
-                seconds = time.perf_counter() - started
+                seconds = time.perf_counter() - began
                 code = _code_name(context, outcome)
                 if self._observe is not None:
                     self._observe(rpc, code, seconds)

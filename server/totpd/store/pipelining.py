@@ -55,44 +55,44 @@ class PipeliningRedis(redis.Redis):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._queue: list[_Queued] = []
-        self._senders: set[asyncio.Task[None]] = set()
-        self._sending = 0  # senders that still take from the queue
+        self._senders: set[asyncio.Task[None]] = set()  # those still taking from the queue
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if args[0] not in BATCHED or self.single_connection_client:
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((args, options, reply))
-        if self._sending < MAX_IN_FLIGHT:
-            self._sending += 1
+        if len(self._senders) < MAX_IN_FLIGHT:
             # Its first step runs after the callbacks already due in this turn of the
             # loop, so the commands they send join the same batch.
-            sender = asyncio.create_task(self._send_queue())
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+            self._senders.add(asyncio.create_task(self._send_queue()))
         return await reply
 
     async def _send_queue(self) -> None:
-        """Send the queue batch after batch on one connection until it is empty."""
+        """Send the queue batch after batch until it is empty."""
         try:
-            pool = self.connection_pool
-            try:
-                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            except Exception as exc:  # Redis down, pool exhausted: nothing was sent
-                queued, self._queue = self._queue, []
-                _fail(queued, exc)
-                return
-            try:
-                while self._queue:
-                    batch = self._queue[:MAX_BATCH]
-                    del self._queue[:MAX_BATCH]
-                    await self._send(connection, batch)
-            finally:
-                await pool.release(connection)
+            while self._queue:
+                await self._send_on_one_connection()
         finally:
-            # Counted down in the same step that saw the queue empty: a command queued
-            # after it starts a sender of its own.
-            self._sending -= 1
+            # Gone from the set in the same step that saw the queue empty (no await in
+            # between): a command queued after that starts a sender of its own.
+            self._senders.discard(asyncio.current_task())
+
+    async def _send_on_one_connection(self) -> None:
+        pool = self.connection_pool
+        try:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # Redis down, pool exhausted: nothing was sent
+            queued, self._queue = self._queue, []
+            _fail(queued, exc)
+            return
+        try:
+            while self._queue:
+                batch = self._queue[:MAX_BATCH]
+                del self._queue[:MAX_BATCH]
+                await self._send(connection, batch)
+        finally:
+            await pool.release(connection)
 
     async def _send(self, connection: Any, batch: list[_Queued]) -> None:
         answered = 0
