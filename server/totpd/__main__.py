@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 
-from .app import StartupError, configure_logging
+from .app import StartupError
 from .callers import CallersError
 from .config import ConfigError, Settings
 from .embedded_redis import EmbeddedRedisError
 from .errors import StoreUnavailable
 from .keyring import KeyringError
+from .logs import configure_logging
 from .workers import run
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,46 +27,6 @@ from .store.expiry import ExpiryListener
 from .store.redis_store import RedisStore, connect_any
 
 log = logging.getLogger("totpd")
-
-
-class _JsonFormatter(logging.Formatter):
-    _second = -1
-    _second_text = ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        """The default format ("2026-11-22 06:55:37,123"), its date and time part worked
-        out once a second rather than for each of the many lines of that second."""
-        second = int(record.created)
-        if second != self._second:
-            self._second_text = super().formatTime(record, datefmt)[:-4]
-            self._second = second
-        return f"{self._second_text},{int(record.msecs):03d}"
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)  # extra={"fields": {...}}: more keys
-        if isinstance(fields, dict):
-            entry.update({k: v for k, v in fields.items() if k not in entry})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str) -> None:
-    # Nothing here logs the caller's source line, thread or process: skip collecting them
-    # for every record (the logging HOWTO's "Optimization"). One line per RPC is logged.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def load_keyring(settings: Settings) -> Keyring:

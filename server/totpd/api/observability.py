@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import re
 import secrets
 import time
@@ -25,10 +24,9 @@ from typing import Any, cast
 
 import grpc
 
+from ..logs import RpcLine, rpc_line
 from .auth import current_identity
 from .interception import Behavior, Context, Handler, TotpServiceInterceptor
-
-log = logging.getLogger("totpd.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's request id is logged only if it looks like one: no free text in the logs.
@@ -74,10 +72,13 @@ class ObservingInterceptor(TotpServiceInterceptor):
         service_name: str,
         observe: RpcObserver | None = None,
         started: RpcStarted | None = None,
+        log_rpc: RpcLine | None = None,
     ) -> None:
         super().__init__(service_name)
         self._observe = observe
         self._started = started
+        # The cheapest way to the log under the logging configuration of now (logs.py).
+        self._log_rpc = log_rpc or rpc_line()
 
     def wrap(self, rpc: str, handler: Handler) -> Handler:
         if handler.unary_unary is None:
@@ -106,20 +107,7 @@ class ObservingInterceptor(TotpServiceInterceptor):
                 code = _code_name(context, outcome)
                 if self._observe is not None:
                     self._observe(rpc, code, seconds)
-                log.info(
-                    "rpc %s %s",
-                    rpc,
-                    code,
-                    extra={
-                        "fields": {
-                            "method": rpc,
-                            "code": code,
-                            "duration_ms": round(seconds * 1000, 3),
-                            "request_id": rid,
-                            "caller": call.caller,
-                        }
-                    },
-                )
+                self._log_rpc(rpc, code, seconds, rid, call.caller)
 
         return grpc.unary_unary_rpc_method_handler(
             observed,
