@@ -223,6 +223,11 @@ class CheckResult:
     lock_engaged: bool = False
     remaining: int = 0  # recovery codes left after an accepted recovery code
 
+    @property
+    def lock_kind(self) -> str:
+        """The outcome of the LOCKOUT event of a failure that engaged a lock."""
+        return "permanent" if self.retry_after is None else "temporary"
+
 
 class ActivationOutcome(enum.Enum):
     ACTIVATED = "activated"
@@ -259,3 +264,26 @@ class Event:
     outcome: str
     time: float
     caller: str = ""
+
+
+def check_events(
+    type_: EventType, user_id: str, result: CheckResult, time: float, caller: str
+) -> tuple[Event, ...]:
+    """The audit events of one code check (VERIFY or USE_RECOVERY_CODE): its outcome, then
+    a LOCKOUT event if the failure engaged a lock; none for STALE, which the service checks
+    again. The store records them along with the decision (``Store.check_code``)."""
+    if result.outcome is CheckOutcome.STALE:
+        return ()
+    checked = Event(type_, user_id, result.totp_id, result.outcome.value, time, caller)
+    if not result.lock_engaged:
+        return (checked,)
+    lock = Event(EventType.LOCKOUT, user_id, result.totp_id, result.lock_kind, time, caller)
+    return (checked, lock)
+
+
+def activation_events(
+    user_id: str, totp_id: str, result: ActivationResult, time: float, caller: str
+) -> tuple[Event, ...]:
+    """The audit event of one activation attempt, whatever its outcome; recorded by the
+    store with the decision, like ``check_events``."""
+    return (Event(EventType.ACTIVATE, user_id, totp_id, result.outcome.value, time, caller),)

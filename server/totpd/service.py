@@ -180,9 +180,9 @@ class TotpService:
         secret = self._keyring.open(record.secret, _SECRET, user_id, totp_id)
         step = otp.match_step(secret, record.params, code, now, self._policy.activation_window)
         result = await self._store.activate(
-            user_id, totp_id, step, self._policy.activation_max_attempts, now
+            user_id, totp_id, step, self._policy.activation_max_attempts, now, caller
         )
-        await self._event(EventType.ACTIVATE, user_id, totp_id, result.outcome.value, caller)
+        self._count_event(EventType.ACTIVATE, result.outcome.value)  # the store recorded it
         match result.outcome:
             case ActivationOutcome.ACTIVATED:
                 totp = Totp(
@@ -215,13 +215,11 @@ class TotpService:
             secret = self._keyring.open(active.secret, _SECRET, user_id, active.totp_id)
             step = otp.match_step(secret, active.params, code, now, self._policy.verify_window)
             result = await self._store.check_code(
-                user_id, active.totp_id, step, now, self._policy.lockout
+                user_id, active.totp_id, step, now, self._policy.lockout, caller
             )
             if result.outcome is CheckOutcome.STALE:
                 continue  # replaced between read and check: check against the new one
-            await self._check_events(
-                EventType.VERIFY, user_id, result, caller, matched=step is not None
-            )
+            self._count_check(EventType.VERIFY, result, matched=step is not None)
             self._raise_unless_accepted(result)
             assert step is not None
             return Verification(active.totp_id, step - otp.time_step(now, active.params.period))
@@ -232,9 +230,9 @@ class TotpService:
         # Garbage is still a check: it counts as a failure like any unknown code.
         digests = list(self._keyring.digests(canonical, user_id).values()) if canonical else []
         result = await self._store.use_recovery_code(
-            user_id, digests, self._now(), self._policy.lockout
+            user_id, digests, self._now(), self._policy.lockout, caller
         )
-        await self._check_events(EventType.USE_RECOVERY_CODE, user_id, result, caller)
+        self._count_check(EventType.USE_RECOVERY_CODE, result)
         self._raise_unless_accepted(result)
         return RecoveryCodeUse(result.totp_id, result.remaining)
 
@@ -296,34 +294,23 @@ class TotpService:
         (tests/unit/test_recovery_codes.py pins that), no need to normalise it."""
         return self._keyring.digest(code.replace("-", ""), user_id)
 
-    async def _check_events(
-        self,
-        type_: EventType,
-        user_id: str,
-        result: CheckResult,
-        caller: str,
-        matched: bool = False,
-    ) -> None:
+    def _count_check(self, type_: EventType, result: CheckResult, matched: bool = False) -> None:
+        """Count the audit events of a code check (``model.check_events``), which the
+        store recorded along with its decision."""
         # A code of the window that the store rejected is one of an already used step.
         replayed = matched and result.outcome is CheckOutcome.REJECTED
-        counted = "replayed" if replayed else result.outcome.value
-        await self._event(type_, user_id, result.totp_id, result.outcome.value, caller, counted)
+        self._count_event(type_, "replayed" if replayed else result.outcome.value)
         if result.lock_engaged:
-            how = "permanent" if result.retry_after is None else "temporary"
-            await self._event(EventType.LOCKOUT, user_id, result.totp_id, how, caller)
+            self._count_event(EventType.LOCKOUT, result.lock_kind)
 
     async def _event(
-        self,
-        type_: EventType,
-        user_id: str,
-        totp_id: str,
-        outcome: str,
-        caller: str,
-        counted_as: str | None = None,
+        self, type_: EventType, user_id: str, totp_id: str, outcome: str, caller: str
     ) -> None:
-        """Count and append an audit event. The state change it reports has already
-        happened, so a failure to record it is logged rather than turned into a failed RPC."""
-        self._count_event(type_, counted_as or outcome)
+        """Count and append an audit event of no store decision (the store records those
+        of activate, check_code and use_recovery_code itself). The state change it reports
+        has already happened, so a failure to record it is logged rather than turned into a
+        failed RPC."""
+        self._count_event(type_, outcome)
         event = Event(type_, user_id, totp_id, outcome, self._now(), caller)
         try:
             await self._store.append_event(event)

@@ -13,6 +13,9 @@ store to ship, and it stays as close to the scripts as it can:
   match the Redis store's to the millisecond.
 * What Redis keeps per user is mirrored one-to-one in ``_User`` (the comments name the key
   of ``totpd.store.keys`` each field stands for).
+* The deciding methods record their audit events in ``events`` in the same step as the
+  decision, as the Redis store's scripts do (``store/lua/audit.lua``); ``append_event``
+  adds the others.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from totpd.model import (
     CheckOutcome,
     CheckResult,
     Event,
+    EventType,
     Lockout,
     LockoutPolicy,
     PendingRecord,
     QrCode,
     QrFormat,
+    activation_events,
+    check_events,
 )
 
 
@@ -145,8 +151,22 @@ class FakeStore:
         matched_step: int | None,
         max_attempts: int,
         now: float,
+        caller: str = "",
     ) -> ActivationResult:
-        """activate.lua. Neither outcome removes the idempotency key (it just expires)."""
+        """activate.lua, and its audit event. Neither outcome removes the idempotency key
+        (it just expires)."""
+        result = self._activate(user_id, totp_id, matched_step, max_attempts, now)
+        self.events.extend(activation_events(user_id, totp_id, result, now, caller))
+        return result
+
+    def _activate(
+        self,
+        user_id: str,
+        totp_id: str,
+        matched_step: int | None,
+        max_attempts: int,
+        now: float,
+    ) -> ActivationResult:
         user = self._user(user_id)
         record = self._live_pending(user, totp_id)
         if record is None:
@@ -187,10 +207,24 @@ class FakeStore:
         matched_step: int | None,
         now: float,
         policy: LockoutPolicy,
+        caller: str = "",
     ) -> CheckResult:
-        """check_code.lua: not found, stale, locked, replay, accept or count a failure.
+        """check_code.lua: not found, stale, locked, replay, accept or count a failure,
+        and the audit events of that.
 
         Every result but NOT_FOUND names the active factor's id (for STALE, the new one)."""
+        result = self._check_code(user_id, totp_id, matched_step, now, policy)
+        self._record_check(EventType.VERIFY, user_id, result, now, caller)
+        return result
+
+    def _check_code(
+        self,
+        user_id: str,
+        totp_id: str,
+        matched_step: int | None,
+        now: float,
+        policy: LockoutPolicy,
+    ) -> CheckResult:
         user = self._user(user_id)
         now_ms = _ms(now)
         active = user.active
@@ -211,9 +245,21 @@ class FakeStore:
         return self._record_failure(user, now_ms, policy)
 
     async def use_recovery_code(
-        self, user_id: str, digests: list[bytes], now: float, policy: LockoutPolicy
+        self,
+        user_id: str,
+        digests: list[bytes],
+        now: float,
+        policy: LockoutPolicy,
+        caller: str = "",
     ) -> CheckResult:
         """use_recovery_code.lua: like check_code, and ACCEPTED says how many are left."""
+        result = self._use_recovery_code(user_id, digests, now, policy)
+        self._record_check(EventType.USE_RECOVERY_CODE, user_id, result, now, caller)
+        return result
+
+    def _use_recovery_code(
+        self, user_id: str, digests: list[bytes], now: float, policy: LockoutPolicy
+    ) -> CheckResult:
         user = self._user(user_id)
         now_ms = _ms(now)
         if user.active is None:
@@ -275,6 +321,12 @@ class FakeStore:
             del user.pending[totp_id]
             return totp_id
         return None
+
+    def _record_check(
+        self, type_: EventType, user_id: str, result: CheckResult, now: float, caller: str
+    ) -> None:
+        """audit.lua: the events of a check, at the decision's time."""
+        self.events.extend(check_events(type_, user_id, result, now, caller))
 
     async def append_event(self, event: Event) -> None:
         self.events.append(event)

@@ -895,6 +895,66 @@ async def test_a_lost_audit_event_does_not_fail_the_request(
     assert enrollment.secret not in caplog.text
 
 
+async def test_the_store_records_the_events_of_its_decisions_itself(
+    clock: FakeClock, keyring: Keyring
+) -> None:
+    """Activations and checks are recorded by the store with the decision (the Redis
+    scripts append them), not through append_event, which here loses every event."""
+    store = EventsUnavailable(clock)
+    service = TotpService(store, keyring, clock=clock, render_qr=FakeQrRenderer())
+    enrollment = await service.create(command())
+    await service.activate("alice", enrollment.totp.totp_id, code(enrollment, T0), "web")
+    clock.advance(60)
+    await service.verify("alice", code(enrollment, clock.now), "web")
+    await service.use_recovery_code("alice", enrollment.recovery_codes[0], "web")
+    totp_id = enrollment.totp.totp_id
+    assert store.events == [
+        Event(EventType.ACTIVATE, "alice", totp_id, "activated", T0, "web"),
+        Event(EventType.VERIFY, "alice", totp_id, "accepted", T0 + 60, "web"),
+        Event(EventType.USE_RECOVERY_CODE, "alice", totp_id, "accepted", T0 + 60, "web"),
+    ]
+
+
+async def test_each_event_is_counted_once_and_a_replay_as_such(
+    clock: FakeClock, keyring: Keyring
+) -> None:
+    counted: list[tuple[EventType, str]] = []
+    store = FakeStore(clock)
+    policy = Policy(lockout=LockoutPolicy(threshold=1, permanent_after=2))
+    service = TotpService(
+        store,
+        keyring,
+        policy,
+        clock=clock,
+        render_qr=FakeQrRenderer(),
+        count_event=lambda type_, outcome: counted.append((type_, outcome)),
+    )
+    enrollment = await service.create(command())
+    await service.activate("alice", enrollment.totp.totp_id, code(enrollment, T0))
+    clock.advance(60)
+    await service.verify("alice", code(enrollment, clock.now))
+    with pytest.raises(InvalidCode):  # a replay: the first failure, which locks (threshold 1)
+        await service.verify("alice", code(enrollment, clock.now))
+    with pytest.raises(TooManyAttempts):
+        await service.use_recovery_code("alice", enrollment.recovery_codes[0])
+    clock.advance(3600)
+    with pytest.raises(InvalidCode):  # the second: locked for good
+        await service.use_recovery_code("alice", "zzzz-zzzz-zzzz")
+    with pytest.raises(TotpNotFound):
+        await service.verify("bob", "123456")
+
+    recorded = [(e.type, e.outcome) for e in store.events]
+    assert recorded[3] == (EventType.VERIFY, "rejected")
+    assert counted == [*recorded[:3], (EventType.VERIFY, "replayed"), *recorded[4:]]
+    assert recorded[4:] == [
+        (EventType.LOCKOUT, "temporary"),
+        (EventType.USE_RECOVERY_CODE, "locked"),
+        (EventType.USE_RECOVERY_CODE, "rejected"),
+        (EventType.LOCKOUT, "permanent"),
+        (EventType.VERIFY, "not_found"),
+    ]
+
+
 def test_policy_defaults() -> None:
     assert Policy() == Policy(
         default_issuer="totpd",

@@ -3,6 +3,13 @@
 Every method that decides something (activate, check, consume) does it atomically with
 recording it, so concurrent requests through any number of server processes see one order.
 Implementations raise ``StoreUnavailable`` when they cannot answer.
+
+Audit events: a deciding method also records the decision's audit events (built by
+``model.activation_events`` / ``model.check_events`` from its result, at ``now``, naming
+``caller``), because only the store knows whether it can write them in the same atomic step
+as the decision (the Redis store can, except on Redis Cluster). Every other event (create,
+regenerate, delete, a check or activation refused before any decision is made) the service
+records with ``append_event``.
 """
 
 from __future__ import annotations
@@ -37,12 +44,14 @@ class Store(Protocol):
         matched_step: int | None,
         max_attempts: int,
         now: float,
+        caller: str = "",
     ) -> ActivationResult:
         """Promote the pending enrollment if ``matched_step`` is set, else count a failure.
 
         Promotion replaces the user's active TOTP, its recovery codes and lockout state in
         the same step; ``matched_step`` becomes the last used step. The failure that
-        reaches ``max_attempts`` discards the enrollment.
+        reaches ``max_attempts`` discards the enrollment. Records the attempt's audit event
+        (``model.activation_events``).
         """
 
     async def get_active(self, user_id: str) -> ActiveRecord | None: ...
@@ -54,14 +63,22 @@ class Store(Protocol):
         matched_step: int | None,
         now: float,
         policy: LockoutPolicy,
+        caller: str = "",
     ) -> CheckResult:
         """Accept ``matched_step`` if the user is not locked out and it is newer than the
-        last accepted step; otherwise record a failure under ``policy``."""
+        last accepted step; otherwise record a failure under ``policy``. Records the
+        check's audit events (``model.check_events`` of VERIFY; none for STALE)."""
 
     async def use_recovery_code(
-        self, user_id: str, digests: list[bytes], now: float, policy: LockoutPolicy
+        self,
+        user_id: str,
+        digests: list[bytes],
+        now: float,
+        policy: LockoutPolicy,
+        caller: str = "",
     ) -> CheckResult:
-        """Consume the first stored recovery code among ``digests``, or record a failure."""
+        """Consume the first stored recovery code among ``digests``, or record a failure.
+        Records the check's audit events (``model.check_events`` of USE_RECOVERY_CODE)."""
 
     async def replace_recovery_codes(
         self, user_id: str, key_id: str, digests: list[bytes]
@@ -79,6 +96,7 @@ class Store(Protocol):
         """Delete the active TOTP (``totp_id`` None or its id) or one pending enrollment;
         the id of what was deleted, or None if there was nothing."""
 
-    async def append_event(self, event: Event) -> None: ...
+    async def append_event(self, event: Event) -> None:
+        """Record an audit event that no deciding method records itself."""
 
     async def ping(self) -> bool: ...

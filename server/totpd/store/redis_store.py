@@ -3,6 +3,13 @@
 Each decision (activate, check a code, consume a recovery code) is one Lua script that
 reads, decides and writes atomically, with every key in KEYS and the server's clock in
 ARGV, so the outcome is the same through any number of totpd processes.
+
+The same script appends the decision's audit events to the events stream (audit.lua), so
+the two are kept together or not at all, in one command. Except on Redis Cluster: the
+stream is in another slot than the user's keys, so there the store appends the events with
+XADDs of its own right after the script, and a failed XADD is logged, not raised (the
+decision stands). ``RedisStore(events_in_scripts=...)`` says which; by default, the former
+unless the client is a ``RedisCluster``.
 """
 
 from __future__ import annotations
@@ -40,11 +47,14 @@ from ..model import (
     CheckOutcome,
     CheckResult,
     Event,
+    EventType,
     Lockout,
     LockoutPolicy,
     PendingRecord,
     SealedSecret,
     TotpParams,
+    activation_events,
+    check_events,
 )
 from .expiry import ExpiryListener
 from .keys import UserKeys, events
@@ -393,22 +403,32 @@ class RedisStore:
         *,
         min_replicas_ack: int = 0,
         replica_ack_timeout: float = 0.5,
+        events_in_scripts: bool | None = None,
     ):
         """With ``min_replicas_ack`` > 0, a decisive write (activation, an accepted code,
         a used recovery code) is followed on the same connection by ``WAIT
         min_replicas_ack <replica_ack_timeout>``; if fewer replicas acknowledge in time
         the call raises StoreUnavailable although the primary applied the write
-        (docs/reliability.md)."""
+        (docs/reliability.md).
+
+        ``events_in_scripts``: whether the deciding scripts append their audit events
+        themselves (see the module docstring). None (the default) means yes unless
+        ``client`` is a cluster client, which cannot; tests set False to compare the two
+        ways on one server."""
+        in_cluster = isinstance(client, RedisCluster)
+        if events_in_scripts and in_cluster:
+            raise ValueError("on Redis Cluster the events stream is in another slot")
         self._redis = client
         self._prefix = prefix
         self._events_maxlen = events_maxlen
+        self._events_in_scripts = not in_cluster if events_in_scripts is None else events_in_scripts
         self._min_replicas_ack = min_replicas_ack
         self._wait_ms = max(1, _ms(replica_ack_timeout))
-        lockout, recovery = _load_script("lockout"), _load_script("recovery")
+        lockout, recovery, audit = (_load_script(n) for n in ("lockout", "recovery", "audit"))
         self._create = self._script("create")
-        self._activate = self._script("activate", prelude=recovery)
-        self._check_code = self._script("check_code", prelude=lockout)
-        self._use_recovery = self._script("use_recovery_code", prelude=lockout + recovery)
+        self._activate = self._script("activate", prelude=recovery + audit)
+        self._check_code = self._script("check_code", prelude=lockout + audit)
+        self._use_recovery = self._script("use_recovery_code", prelude=lockout + recovery + audit)
         self._replace_recovery = self._script("replace_recovery_codes", prelude=recovery)
         self._delete = self._script("delete")
 
@@ -417,6 +437,27 @@ class RedisStore:
 
     def _keys(self, user_id: str) -> UserKeys:
         return UserKeys(self._prefix, user_id)
+
+    def _audit(self, user_id: str, caller: str) -> tuple[list[str], list[_Arg]]:
+        """What a deciding script takes for its audit events (audit.lua): the stream to
+        append to as its last key (none where the store appends them itself), and the
+        event fields that its decision does not decide, as ARGV."""
+        stream = [events(self._prefix)] if self._events_in_scripts else []
+        return stream, [user_id, caller, self._events_maxlen]
+
+    async def _append_after(self, decided: Sequence[Event]) -> None:
+        """Append the audit events of a decision whose script did not (Redis Cluster). The
+        decision stands whatever happens here, so a lost event is logged, not raised."""
+        for event in decided:
+            try:
+                await self.append_event(event)
+            except StoreUnavailable:
+                log.warning(
+                    "audit event %s for %s was not recorded",
+                    event.type.value,
+                    event.totp_id,
+                    exc_info=True,
+                )
 
     async def _decide(
         self,
@@ -550,15 +591,20 @@ class RedisStore:
         matched_step: int | None,
         max_attempts: int,
         now: float,
+        caller: str = "",
     ) -> ActivationResult:
         k = self._keys(user_id)
-        keys = [k.pending(totp_id), k.pending_index, k.active, k.lockout]
+        stream, audit = self._audit(user_id, caller)
+        keys = [k.pending(totp_id), k.pending_index, k.active, k.lockout, *stream]
         matched = "0" if matched_step is None else "1"
-        args: list[_Arg] = [totp_id, matched, matched_step or 0, max_attempts, _ms(now)]
+        args: list[_Arg] = [totp_id, matched, matched_step or 0, max_attempts, _ms(now), *audit]
         reply = await self._decide(self._activate, keys, args, _activated)
         outcome = ActivationOutcome(reply[0].decode())
         replaced = reply[1].decode() if outcome is ActivationOutcome.ACTIVATED else ""
-        return ActivationResult(outcome, replaced or None)
+        result = ActivationResult(outcome, replaced or None)
+        if not self._events_in_scripts:
+            await self._append_after(activation_events(user_id, totp_id, result, now, caller))
+        return result
 
     @_unavailable_on_redis_errors
     async def get_active(self, user_id: str) -> ActiveRecord | None:
@@ -585,22 +631,37 @@ class RedisStore:
         matched_step: int | None,
         now: float,
         policy: LockoutPolicy,
+        caller: str = "",
     ) -> CheckResult:
         k = self._keys(user_id)
+        stream, audit = self._audit(user_id, caller)
         matched = "0" if matched_step is None else "1"
         args: list[_Arg] = [totp_id, matched, matched_step or 0, _ms(now)]
-        args += self._policy_args(policy)
-        reply = await self._decide(self._check_code, [k.active, k.lockout], args, _accepted)
-        return _check_result(reply)
+        args += [*self._policy_args(policy), *audit]
+        keys = [k.active, k.lockout, *stream]
+        result = _check_result(await self._decide(self._check_code, keys, args, _accepted))
+        if not self._events_in_scripts:
+            await self._append_after(check_events(EventType.VERIFY, user_id, result, now, caller))
+        return result
 
     @_unavailable_on_redis_errors
     async def use_recovery_code(
-        self, user_id: str, digests: list[bytes], now: float, policy: LockoutPolicy
+        self,
+        user_id: str,
+        digests: list[bytes],
+        now: float,
+        policy: LockoutPolicy,
+        caller: str = "",
     ) -> CheckResult:
         k = self._keys(user_id)
-        args: list[_Arg] = [_ms(now), *self._policy_args(policy), *digests]
-        keys = [k.active, k.lockout]
-        return _check_result(await self._decide(self._use_recovery, keys, args, _accepted))
+        stream, audit = self._audit(user_id, caller)
+        args: list[_Arg] = [_ms(now), *self._policy_args(policy), *audit, *digests]
+        keys = [k.active, k.lockout, *stream]
+        result = _check_result(await self._decide(self._use_recovery, keys, args, _accepted))
+        if not self._events_in_scripts:
+            used = check_events(EventType.USE_RECOVERY_CODE, user_id, result, now, caller)
+            await self._append_after(used)
+        return result
 
     @_unavailable_on_redis_errors
     async def replace_recovery_codes(
@@ -649,6 +710,7 @@ class RedisStore:
 
     @_unavailable_on_redis_errors
     async def append_event(self, event: Event) -> None:
+        # audit.lua writes the same fields in the same order: keep the two in step.
         await self._redis.xadd(
             events(self._prefix),
             {
