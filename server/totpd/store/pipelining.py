@@ -31,6 +31,7 @@ from typing import Any
 import redis.asyncio as redis
 from hiredis import pack_command
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -97,12 +98,17 @@ class PipeliningRedis(redis.Redis):
     async def _send(self, connection: Any, batch: list[_Queued]) -> None:
         answered = 0
         try:
-            # hiredis packs in C (redis-py's asyncio connection packs in Python); BATCHED
-            # names have no spaces, which redis-py would split into separate arguments.
-            await connection.send_packed_command(b"".join([pack_command(a) for a, _, _ in batch]))
-            # One deadline for the batch's replies rather than redis-py's one per reply:
-            # its timer set-up and cancel cost more than parsing the reply.
+            if not connection.is_connected:  # dropped by a failed batch before this one
+                await connection.connect_check_health(check_health=False)
+            # One deadline for writing the batch and reading its replies. redis-py's
+            # send_packed_command would write under asyncio.wait_for (a task and a timer
+            # of its own) and read_response under a timer per reply: that set-up costs
+            # more than the commands, since under load a batch holds only 1-3 of them.
             async with asyncio.timeout(connection.socket_timeout):
+                # hiredis packs in C (redis-py's asyncio connection packs in Python);
+                # BATCHED names have no spaces, which redis-py would split into arguments.
+                connection._writer.write(b"".join([pack_command(a) for a, _, _ in batch]))
+                await connection._writer.drain()
                 for args, options, reply in batch:
                     try:
                         value = await self._reply(connection, args[0], options)
@@ -116,7 +122,9 @@ class PipeliningRedis(redis.Redis):
             # the next batch reconnects.
             await connection.disconnect(nowait=True)
             if isinstance(exc, TimeoutError):
-                exc = RedisTimeoutError("Timeout reading from Redis")
+                exc = RedisTimeoutError("Timeout talking to Redis")
+            elif isinstance(exc, OSError):  # from the write (reads raise redis' own)
+                exc = RedisConnectionError(f"Error while writing to Redis: {exc}")
             _fail(batch[answered:], exc)
             if not isinstance(exc, Exception):
                 raise
