@@ -33,7 +33,7 @@ def _decode(image: Image.Image) -> str:
 
 @functools.cache
 def _render(data: str, fmt: QrFormat, size: int) -> QrCode:
-    """qr.render, once per argument set: it is the slow part (qrcode is pure Python)."""
+    """qr.render, once per argument set: several tests look at one image."""
     return qr.render(data, fmt, size)
 
 
@@ -117,6 +117,30 @@ def test_a_code_with_more_modules_than_pixels_gets_one_pixel_per_module(fmt: QrF
     else:
         width = int(_svg(LONG, 64)[0].attrib["width"])
     assert width == 73 + 2 * 4
+
+
+# Other versions and segment modes than those of TYPICAL and LONG, from the smallest code
+# to the largest (version 40, at one pixel a module).
+OTHER_CODES = {
+    "version-1-byte": ("a", 64),
+    "numeric": ("0" * 40, 256),
+    "alphanumeric": ("HELLO WORLD 1234", 1024),
+    "digit-run-in-bytes": ("x" * 5 + "0" * 20 + "x" * 5, 333),
+    "non-ascii-account": (
+        otp.otpauth_uri(SECRET, TotpParams(), "Ünïcode Co", "名前@例え.jp"),
+        512,
+    ),
+    "version-40": ("a" * 2331, 64),
+}
+
+
+@pytest.mark.parametrize(("data", "size"), OTHER_CODES.values(), ids=OTHER_CODES.keys())
+def test_codes_of_other_versions_and_modes_decode(data: str, size: int) -> None:
+    image = _png(data, size)
+    assert _decode(image) == data
+    _assert_whole_pixel_modules(image, _module_pixels(image))
+    svg, _ = _rasterize(_svg(data, size)[0])
+    assert svg.tobytes() == image.tobytes()
 
 
 # -- SVG -------------------------------------------------------------------------------
