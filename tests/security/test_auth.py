@@ -62,6 +62,19 @@ async def test_mtls_valid_and_permitted(start_server: StartServer, pki: Pki, cal
     ]
 
 
+async def test_without_a_callers_file_audit_events_name_the_certificate_or_no_one(
+    start_server: StartServer, pki: Pki
+):
+    """Without a callers file anyone may call; the audit stream still names a client
+    certificate's identity when the port is TLS, and no one on a plaintext port."""
+    mutual = await start_server(tls="mutual")
+    await mutual.stub(pki.web).CreateTotp(pb.CreateTotpRequest(user_id="alice"), timeout=TIMEOUT)
+    plain = await start_server()
+    await plain.stub().CreateTotp(pb.CreateTotpRequest(user_id="bob"), timeout=TIMEOUT)
+    events = [(e[b"user_id"], e[b"caller"].decode()) for e in await _events(mutual)]
+    assert events == [(b"alice", WEB_SPIFFE), (b"bob", "")]
+
+
 @pytest.mark.parametrize("client", [None, "rogue_web", "expired_web"])
 async def test_mtls_without_a_valid_certificate_fails_the_handshake(
     start_server: StartServer, pki: Pki, callers: Callers, client: str | None

@@ -120,7 +120,7 @@ def create_server(
         options=limits.options(),
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    pb_grpc.add_TotpServiceServicer_to_server(TotpServicer(service), server)
+    pb_grpc.add_TotpServiceServicer_to_server(TotpServicer(service, tls is not None), server)
     health_pb2_grpc.add_HealthServicer_to_server(
         health_servicer or DrainingHealthServicer(), server
     )

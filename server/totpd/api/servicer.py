@@ -110,13 +110,14 @@ def _lockout(lockout: Lockout, locked: bool) -> pb.Lockout:
     )
 
 
-def caller_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+def caller_of(context: grpc.aio.ServicerContext[Any, Any], tls: bool = True) -> str:
     """The calling service's identity, for audit events: the one the auth interceptor
     established (certificate SAN or callers-file name), else any TLS identity (when
-    the server runs without a callers file)."""
+    the server runs without a callers file). Without ``tls`` there is none to look for
+    (and gRPC's auth context, built for every call that asks, is skipped)."""
     identity = current_identity()
-    if identity is not None:
-        return identity
+    if identity is not None or not tls:
+        return identity or ""
     auth = context.auth_context()
     for key in (SAN_PROPERTY, "x509_common_name"):
         value = next(iter(auth.get(key, ())), None)
@@ -126,8 +127,13 @@ def caller_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
 
 
 class TotpServicer(pb_grpc.TotpServiceServicer):
-    def __init__(self, service: TotpService) -> None:
+    def __init__(self, service: TotpService, tls: bool = True) -> None:
+        """``tls``: whether the server's port is TLS, so callers may have certificates."""
         self._service = service
+        self._tls = tls
+
+    def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        return caller_of(context, self._tls)
 
     @_translating_errors
     async def CreateTotp(
@@ -136,7 +142,7 @@ class TotpServicer(pb_grpc.TotpServiceServicer):
         context: grpc.aio.ServicerContext[pb.CreateTotpRequest, pb.CreateTotpResponse],
     ) -> pb.CreateTotpResponse:
         command = validation.create_command(request)
-        enrollment = await self._service.create(command, caller_of(context))
+        enrollment = await self._service.create(command, self._caller(context))
         qr = enrollment.qr_code
         data_uri = f"data:{qr.format.value};base64,{base64.b64encode(qr.image).decode()}"
         return pb.CreateTotpResponse(
@@ -158,7 +164,7 @@ class TotpServicer(pb_grpc.TotpServiceServicer):
     ) -> pb.ActivateTotpResponse:
         validation.activate_request(request)
         activation = await self._service.activate(
-            request.user_id, request.totp_id, request.code, caller_of(context)
+            request.user_id, request.totp_id, request.code, self._caller(context)
         )
         return pb.ActivateTotpResponse(
             totp=_totp(activation.totp), replaced_totp_id=activation.replaced_totp_id or ""
@@ -171,7 +177,7 @@ class TotpServicer(pb_grpc.TotpServiceServicer):
         context: grpc.aio.ServicerContext[pb.VerifyTotpRequest, pb.VerifyTotpResponse],
     ) -> pb.VerifyTotpResponse:
         validation.verify_request(request)
-        result = await self._service.verify(request.user_id, request.code, caller_of(context))
+        result = await self._service.verify(request.user_id, request.code, self._caller(context))
         return pb.VerifyTotpResponse(
             totp_id=result.totp_id, time_step_offset=result.time_step_offset
         )
@@ -184,7 +190,7 @@ class TotpServicer(pb_grpc.TotpServiceServicer):
     ) -> pb.UseRecoveryCodeResponse:
         validation.recovery_code_request(request)
         result = await self._service.use_recovery_code(
-            request.user_id, request.recovery_code, caller_of(context)
+            request.user_id, request.recovery_code, self._caller(context)
         )
         return pb.UseRecoveryCodeResponse(
             totp_id=result.totp_id, recovery_codes_remaining=result.remaining
@@ -200,7 +206,7 @@ class TotpServicer(pb_grpc.TotpServiceServicer):
     ) -> pb.RegenerateRecoveryCodesResponse:
         validation.user_request(request)
         totp_id, codes = await self._service.regenerate_recovery_codes(
-            request.user_id, caller_of(context)
+            request.user_id, self._caller(context)
         )
         return pb.RegenerateRecoveryCodesResponse(totp_id=totp_id, recovery_codes=codes)
 
@@ -229,6 +235,6 @@ class TotpServicer(pb_grpc.TotpServiceServicer):
     ) -> pb.DeleteTotpResponse:
         validation.delete_request(request)
         deleted = await self._service.delete(
-            request.user_id, request.totp_id or None, caller_of(context)
+            request.user_id, request.totp_id or None, self._caller(context)
         )
         return pb.DeleteTotpResponse(deleted=deleted)
