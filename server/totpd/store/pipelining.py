@@ -3,9 +3,9 @@ go to Redis together, in one write on one pooled connection.
 
 Why: under load most of a VerifyTotp's Redis cost is not Redis but redis-py's cost per
 command (about 0.1 ms of client CPU: a pool checkout and release under a lock, a timeout
-task for the write, a wake-up for the read), and each RPC needs two or three commands.
+task for the write, a wake-up for the read), and each RPC needs one to three commands.
 In a batch, a command costs only its encoding and its reply's parsing; the rest is paid
-once per batch. ``docs/performance.md`` has the before/after figures. This is what ioredis
+once per batch (and the batch's write and replies share one deadline). ``docs/performance.md`` has the before/after figures. This is what ioredis
 calls auto-pipelining; redis-py has no such mode, so this client adds it for the commands
 of ``BATCHED``.
 
