@@ -5,8 +5,9 @@ Why: under load most of a VerifyTotp's Redis cost is not Redis but redis-py's co
 command (about 0.1 ms of client CPU: a pool checkout and release under a lock, a timeout
 task for the write, a wake-up for the read), and each RPC needs one to three commands.
 In a batch, a command costs only its encoding and its reply's parsing; the rest is paid
-once per batch (and the batch's write and replies share one deadline). ``docs/performance.md`` has the before/after figures. This is what ioredis
-calls auto-pipelining; redis-py has no such mode, so this client adds it for the commands
+once per batch (and the batch's write and replies share one deadline).
+``docs/performance.md`` has the before/after figures. This is what ioredis calls
+auto-pipelining; redis-py has no such mode, so this client adds it for the commands
 of ``BATCHED``.
 
 What a caller sees is what it would see with a command of its own: its own reply, or its
