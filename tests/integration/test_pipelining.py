@@ -55,14 +55,15 @@ def _connections(admin: redis.Redis) -> int:
 
 
 def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of commands in each write."""
     sizes: list[int] = []
-    send = PipeliningRedis._send
+    flush = pipelining._Pipe._flush
 
-    async def counting(self: PipeliningRedis, connection: object, batch: list[object]) -> None:
-        sizes.append(len(batch))
-        await send(self, connection, batch)  # type: ignore[arg-type]
+    def counting(self: pipelining._Pipe) -> None:
+        sizes.append(len(self._unsent))
+        flush(self)
 
-    monkeypatch.setattr(PipeliningRedis, "_send", counting)
+    monkeypatch.setattr(pipelining._Pipe, "_flush", counting)
     return sizes
 
 
@@ -90,10 +91,8 @@ async def test_concurrent_commands_share_a_connection_and_each_gets_its_own_repl
     )
     assert replies[:300] == [str(i).encode() for i in range(300)]
     assert replies[300:] == [{b"n": str(i).encode()} for i in range(300)]
-    # 600 commands in a handful of batches (at most MAX_BATCH each), on one connection.
-    assert sum(sizes) == 600
-    assert len(sizes) <= 600 // pipelining.MAX_BATCH + 2, sizes
-    assert max(sizes) == pipelining.MAX_BATCH
+    # 600 commands sent in the same turn of the loop: one write, on one connection.
+    assert sizes == [600]
     assert _connections(admin) == 1
 
 
@@ -211,3 +210,65 @@ def test_state_commands_are_not_pipelined() -> None:
     # They would act on a connection other callers share.
     for command in ("WAIT", "MULTI", "EXEC", "SELECT", "CLIENT", "SUBSCRIBE", "BLPOP", "XREAD"):
         assert command not in pipelining.BATCHED
+
+
+async def test_under_concurrency_and_cancellations_every_reply_reaches_its_own_caller(
+    client: aioredis.Redis, admin: redis.Redis
+) -> None:
+    # Thousands of calls of several commands in flight at once, a tenth of them cancelled
+    # at random points: a reply handed to the wrong caller would show up as another key's
+    # value (or the wrong type of reply).
+    import random
+
+    rng = random.Random(6)
+    for i in range(500):
+        admin.hset(f"h{i}", mapping={"n": i, "m": -i})
+    script = client.register_script("return {KEYS[1], ARGV[1]}")
+
+    async def call(i: int) -> None:
+        key = f"h{i % 500}"
+        kind = i % 3
+        if kind == 0:
+            assert await client.hget(key, "n") == str(i % 500).encode()
+        elif kind == 1:
+            assert await client.hmget(key, ["m", "n"]) == [
+                str(-(i % 500)).encode(),
+                str(i % 500).encode(),
+            ]
+        else:
+            assert await script(keys=[key], args=[i]) == [key.encode(), str(i).encode()]
+
+    async def maybe_cancelled(i: int) -> bool:
+        task = asyncio.create_task(call(i))
+        if rng.random() < 0.1:
+            for _ in range(rng.randrange(3)):
+                await asyncio.sleep(0)
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return False
+        return True
+
+    finished = await asyncio.gather(*(maybe_cancelled(i) for i in range(3000)))
+    assert sum(finished) >= 2500
+    assert _connections(admin) == 1
+
+
+async def test_an_idle_connection_pings_itself_and_keeps_serving(
+    own_redis: EmbeddedRedis, admin: redis.Redis
+) -> None:
+    # As redis-py pings a pooled connection idle for health_check_interval, the shared
+    # connection pings itself when idle that long (a silently dead peer then costs a ping).
+    c = PipeliningRedis.from_url(own_redis.url, socket_timeout=5, health_check_interval=0.2)
+    try:
+        assert await c.hget("nothing", "f") is None
+
+        async def pinged() -> bool:
+            return any(entry["cmd"] == "ping" for entry in admin.client_list())
+
+        await wait_until(pinged, 5, "the idle connection sent a PING")
+        assert await c.hget("nothing", "f") is None
+        assert _connections(admin) == 1
+    finally:
+        await c.aclose()
