@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -40,6 +41,28 @@ def _vectors() -> list[tuple[Algorithm, int, str]]:
         ):
             out.append((algorithm, time, code))
     return out
+
+
+def _reference_hotp(key: bytes, params: TotpParams, counter: int) -> bytes:
+    """RFC 4226 section 5.3 on the stdlib's HMAC, which handles keys of any length."""
+    name = {Algorithm.SHA1: "sha1", Algorithm.SHA256: "sha256", Algorithm.SHA512: "sha512"}
+    mac = hmac.digest(key, counter.to_bytes(8, "big"), name[params.algorithm])
+    offset = mac[-1] & 0x0F
+    binary = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
+    return str(binary % 10**params.digits).zfill(params.digits).encode()
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+@pytest.mark.parametrize("key_bytes", [1, 20, 63, 64, 65, 127, 128, 129, 300])
+def test_hotp_is_the_stdlib_hmacs_for_keys_shorter_and_longer_than_a_block(
+    algorithm: Algorithm, key_bytes: int
+) -> None:
+    # Keys around the hash's block size (64 bytes, 128 for SHA-512): padded below it,
+    # hashed first above it (RFC 2104 section 2). totpd's own secrets are 20 bytes.
+    params = TotpParams(algorithm=algorithm, digits=8)
+    key = bytes(range(256))[:key_bytes] if key_bytes <= 256 else b"k" * key_bytes
+    for counter in (0, 1, 2**32 + 7, 2**63):
+        assert otp._hotp(key, params, counter) == _reference_hotp(key, params, counter)
 
 
 @pytest.mark.parametrize(("algorithm", "time", "expected"), _vectors())

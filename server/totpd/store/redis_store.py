@@ -284,6 +284,7 @@ def _encode_params(params: TotpParams) -> str:
     return f"{params.algorithm.value}:{params.digits}:{params.period}"
 
 
+@functools.lru_cache(maxsize=64)  # a handful of distinct values; TotpParams is frozen
 def _decode_params(raw: bytes) -> TotpParams:
     algorithm, digits, period = raw.decode().split(":")
     return TotpParams(Algorithm(algorithm), int(digits), int(period))
@@ -363,9 +364,14 @@ def _decode_active(h: _Hash) -> ActiveRecord:
     )
 
 
+# Reply words to outcomes: a dict lookup rather than decoding and calling the Enum (which
+# costs a microsecond or so on every code check).
+_CHECK_OUTCOMES = {outcome.value.encode(): outcome for outcome in CheckOutcome}
+
+
 def _check_result(reply: Sequence[Any]) -> CheckResult:
     """Decode the ``{outcome, totp_id, n}`` reply of the code-check scripts."""
-    outcome, totp_id, n = CheckOutcome(reply[0].decode()), reply[1].decode(), int(reply[2])
+    outcome, totp_id, n = _CHECK_OUTCOMES[reply[0]], reply[1].decode(), int(reply[2])
     seconds = None if n < 0 else n / 1000
     if outcome is CheckOutcome.LOCKED:
         return CheckResult(outcome, totp_id, retry_after=seconds)
@@ -389,7 +395,7 @@ def _activated(reply: Sequence[Any]) -> bool:
 
 
 def _accepted(reply: Sequence[Any]) -> bool:
-    return bool(reply[0] == CheckOutcome.ACCEPTED.value.encode())
+    return _CHECK_OUTCOMES.get(reply[0]) is CheckOutcome.ACCEPTED
 
 
 class RedisStore:
@@ -435,6 +441,15 @@ class RedisStore:
     def _script(self, name: str, prelude: str = "") -> AsyncScript:
         return self._redis.register_script(prelude + _load_script(name))
 
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[_Arg]) -> Any:
+        """``script(keys=keys, args=args)`` without the layers of redis-py's ``Script`` on
+        every call: EVALSHA goes straight to the client. Only a NOSCRIPT (a restarted or
+        flushed Redis) takes the ``Script``'s own way, which loads the script and runs it."""
+        try:
+            return await self._redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await script(keys=keys, args=args)
+
     def _keys(self, user_id: str) -> UserKeys:
         return UserKeys(self._prefix, user_id)
 
@@ -469,7 +484,7 @@ class RedisStore:
         """Run a deciding script; if its reply passes ``durable`` and replicas must
         acknowledge, make sure ``min_replicas_ack`` of them did."""
         if not self._min_replicas_ack:
-            return await script(keys=keys, args=args)
+            return await self._run(script, keys, args)
         reply, acked = await self._script_then_wait(script, keys, args)
         if durable(reply) and acked < self._min_replicas_ack:
             # Applied on the primary, not known to be on enough replicas: the caller gets
@@ -575,7 +590,7 @@ class RedisStore:
         flat = [item for pair in _encode_pending(record).items() for item in pair]
         args: list[_Arg] = [record.totp_id, _ms(record.create_time), _ms(record.expire_time)]
         args += flat
-        existing = await self._create(keys=keys, args=args)
+        existing = await self._run(self._create, keys, args)
         return existing.decode() if existing else None
 
     @_unavailable_on_redis_errors
@@ -668,7 +683,7 @@ class RedisStore:
         self, user_id: str, key_id: str, digests: list[bytes]
     ) -> str | None:
         k = self._keys(user_id)
-        totp_id = await self._replace_recovery(keys=[k.active], args=[key_id, *digests])
+        totp_id = await self._run(self._replace_recovery, [k.active], [key_id, *digests])
         return totp_id.decode() if totp_id else None
 
     @_unavailable_on_redis_errors
@@ -705,7 +720,7 @@ class RedisStore:
         keys = [k.active, k.lockout, k.pending_index]
         if totp_id:
             keys.append(k.pending(totp_id))
-        deleted = await self._delete(keys=keys, args=[totp_id or ""])
+        deleted = await self._run(self._delete, keys, [totp_id or ""])
         return deleted.decode() if deleted else None
 
     @_unavailable_on_redis_errors
