@@ -91,6 +91,11 @@ class Keyring:
         self._hashing = hashing
         # One cipher object per key, made once: every verification opens a secret.
         self._ciphers = {key_id: AESGCM(key) for key_id, key in encryption.keys.items()}
+        # Likewise one keyed HMAC per hashing key, copied for each digest (a CreateTotp
+        # makes ten): the key is padded and hashed into it once, not on every digest.
+        self._macs = {
+            key_id: hmac.new(key, digestmod="sha256") for key_id, key in hashing.keys.items()
+        }
 
     @classmethod
     def generate(cls) -> Keyring:
@@ -168,8 +173,9 @@ class Keyring:
 
         The user id is mixed in so equal codes of two users never share a digest.
         """
-        key = self._hashing.keys[key_id or self._hashing.primary]
-        return hmac.digest(key, _associated_data("recovery", user_id, value), "sha256")
+        mac = self._macs[key_id or self._hashing.primary].copy()
+        mac.update(_associated_data("recovery", user_id, value))
+        return mac.digest()
 
     def digests(self, value: str, user_id: str) -> dict[str, bytes]:
         """The digest under every known hashing key, for records hashed before a rotation."""

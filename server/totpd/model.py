@@ -287,3 +287,9 @@ def activation_events(
     """The audit event of one activation attempt, whatever its outcome; recorded by the
     store with the decision, like ``check_events``."""
     return (Event(EventType.ACTIVATE, user_id, totp_id, result.outcome.value, time, caller),)
+
+
+def creation_events(user_id: str, totp_id: str, time: float, caller: str) -> tuple[Event, ...]:
+    """The audit event of a new pending enrollment (not of a retried CreateTotp, which
+    makes none); recorded by the store as it saves the enrollment (``create.lua``)."""
+    return (Event(EventType.CREATE, user_id, totp_id, "ok", time, caller),)

@@ -22,22 +22,32 @@ _IGNORED = str.maketrans("", "", "- \t")
 _UNBIASED_BELOW = 256 - 256 % len(ALPHABET)
 
 
-def new_code() -> str:
-    # One read of the OS's CSPRNG per code, not one per character (secrets.choice): the
-    # 120 reads of a CreateTotp were a sixth of its CPU.
-    raw = ""
-    while len(raw) < CODE_LENGTH:
-        raw += "".join(
-            ALPHABET[b % len(ALPHABET)] for b in secrets.token_bytes(16) if b < _UNBIASED_BELOW
-        )
-    raw = raw[:CODE_LENGTH]
+def _characters(count: int) -> str:
+    """``count`` characters of ALPHABET, each equally likely, from one read of the OS's
+    CSPRNG (rarely two): a read per character (``secrets.choice``), or even per code, was
+    a large share of a CreateTotp's CPU."""
+    out = ""
+    while len(out) < count:
+        missing = count - len(out)
+        # 252 of 256 byte values are used: a few spare bytes make a second read rare.
+        raw = secrets.token_bytes(missing + missing // 16 + 8)
+        out += "".join(ALPHABET[b % len(ALPHABET)] for b in raw if b < _UNBIASED_BELOW)
+    return out[:count]
+
+
+def _grouped(raw: str) -> str:
     return "-".join(raw[i : i + GROUP_LENGTH] for i in range(0, CODE_LENGTH, GROUP_LENGTH))
+
+
+def new_code() -> str:
+    return _grouped(_characters(CODE_LENGTH))
 
 
 def new_codes(count: int = COUNT) -> tuple[str, ...]:
     codes: set[str] = set()
     while len(codes) < count:  # a repeat is astronomically unlikely, but would cost a code
-        codes.add(new_code())
+        raw = _characters(CODE_LENGTH * (count - len(codes)))
+        codes.update(_grouped(raw[i : i + CODE_LENGTH]) for i in range(0, len(raw), CODE_LENGTH))
     return tuple(sorted(codes))
 
 

@@ -135,10 +135,10 @@ class TotpService:
             create_time=now,
             expire_time=now + cmd.expiration_seconds,
         )
-        existing_id = await self._store.create_pending(record, cmd.request_id)
+        existing_id = await self._store.create_pending(record, cmd.request_id, caller)
         if existing_id is not None:
             return await self._replay_create(cmd, existing_id)
-        await self._event(EventType.CREATE, cmd.user_id, totp_id, "ok", caller)
+        self._count_event(EventType.CREATE, "ok")  # the store recorded the event
         return await self._enrollment(record, secret, codes, cmd)
 
     async def _replay_create(self, cmd: CreateCommand, totp_id: str) -> Enrollment:

@@ -95,6 +95,25 @@ async def test_a_decision_that_cannot_be_recorded_is_not_made(
     assert status.lockout == Lockout()
 
 
+async def test_an_enrollment_that_cannot_be_recorded_is_not_saved(
+    redis_client: aioredis.Redis, service: TotpService
+) -> None:
+    """create.lua records its event too: with the events key unusable it saves nothing,
+    not even the idempotency key (a retry then creates, and records, afresh)."""
+    await redis_client.set("totpd:events", "not a stream")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await service.create(command("alice", request_id="retry-1"))
+    assert (await service.status("alice")).pending == ()
+    await redis_client.delete("totpd:events")
+    created = await service.create(command("alice", request_id="retry-1"))
+    assert [p.totp_id for p in (await service.status("alice")).pending] == [created.totp.totp_id]
+    assert summary(await stream(redis_client, "totpd")) == [("totp.create", "ok")]
+    # The retry of a CreateTotp that was made answers with it, and records nothing new.
+    again = await service.create(command("alice", request_id="retry-1"))
+    assert again.totp.totp_id == created.totp.totp_id
+    assert summary(await stream(redis_client, "totpd")) == [("totp.create", "ok")]
+
+
 async def test_a_script_refused_for_lack_of_memory_leaves_neither(
     redis_client: aioredis.Redis, service: TotpService, clock: FakeClock
 ) -> None:

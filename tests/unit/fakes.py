@@ -39,6 +39,7 @@ from totpd.model import (
     QrFormat,
     activation_events,
     check_events,
+    creation_events,
 )
 
 
@@ -130,8 +131,11 @@ class FakeStore:
 
     # -- the Store Protocol ------------------------------------------------------------
 
-    async def create_pending(self, record: PendingRecord, request_id: str) -> str | None:
-        """create.lua: the idempotency key, when given, lives as long as the record."""
+    async def create_pending(
+        self, record: PendingRecord, request_id: str, caller: str = ""
+    ) -> str | None:
+        """create.lua, and its audit event: the idempotency key, when given, lives as long
+        as the record."""
         user = self._user(record.user_id)
         if request_id:
             existing = user.idempotency.get(request_id)
@@ -139,6 +143,9 @@ class FakeStore:
                 return existing[0]
             user.idempotency[request_id] = (record.totp_id, record.expire_time)
         user.pending[record.totp_id] = record
+        self.events.extend(
+            creation_events(record.user_id, record.totp_id, record.create_time, caller)
+        )
         return None
 
     async def get_pending(self, user_id: str, totp_id: str) -> PendingRecord | None:

@@ -151,6 +151,18 @@ def test_digest_differs_per_value_user_and_key(tmp_path: Path) -> None:
     assert Keyring.generate().digest("ckss2skxeb0w", "alice") != base
 
 
+def test_digest_is_the_documented_hmac_and_never_changes(tmp_path: Path) -> None:
+    # Stored recovery codes are these digests: any change to how they are computed would
+    # lock every user out of their codes. HMAC-SHA256 over "totpd/v1/recovery" and the
+    # length-prefixed user id and code, pinned here from the stdlib's hmac.
+    keyring = _load(
+        tmp_path, _keys_json(hashing={"h1": base64.b64encode(bytes(range(32))).decode()})
+    )
+    assert keyring.digest("ckss2skxeb0w", "alice").hex() == (
+        "4909face5d1f21bb3a049cae9c32987db9c01e2972267afd47ca0b7460c1f039"
+    )
+
+
 def test_digest_binds_user_and_value_unambiguously() -> None:
     keyring = Keyring.generate()
     assert keyring.digest("bc", "a") != keyring.digest("c", "ab")

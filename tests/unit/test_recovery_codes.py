@@ -40,6 +40,36 @@ def test_new_codes_draw_every_character_equally_often() -> None:
     assert min(counts.values()) > 6233, counts
 
 
+def test_skipped_bytes_are_made_up_by_another_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One read serves all ten codes; if too many of its bytes are skipped (>= 252), the
+    # rest comes from another read, and a skipped byte never becomes a character.
+    reads: list[int] = []
+
+    def token_bytes(n: int) -> bytes:
+        reads.append(n)
+        return bytes([255] * (n - 4) + [0, 1, 36, 37]) if len(reads) == 1 else bytes(n)
+
+    monkeypatch.setattr(recovery_codes.secrets, "token_bytes", token_bytes)
+    assert recovery_codes.new_code() == "abab-aaaa-aaaa"
+    assert len(reads) == 2 and reads[1] >= 8
+
+
+def test_ten_codes_take_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = recovery_codes.secrets.token_bytes
+    reads: list[int] = []
+
+    def token_bytes(n: int) -> bytes:
+        reads.append(n)
+        return real(n)
+
+    monkeypatch.setattr(recovery_codes.secrets, "token_bytes", token_bytes)
+    codes = recovery_codes.new_codes(10)
+    assert len(set(codes)) == 10
+    # 120 characters need 120 usable bytes; the spare ones make a second read rare
+    # (less than 1 in 10^6 here).
+    assert reads == [120 + 120 // 16 + 8]
+
+
 def test_new_codes_use_the_whole_alphabet() -> None:
     # 100 codes hold 1200 characters; each of the 36 symbols should turn up.
     seen = set("".join(recovery_codes.new_codes(100)).replace("-", ""))

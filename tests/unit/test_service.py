@@ -891,15 +891,19 @@ async def test_a_lost_audit_event_does_not_fail_the_request(
     enrollment = await service.create(command())
     activation = await service.activate("alice", enrollment.totp.totp_id, code(enrollment, T0))
     assert activation.totp.state is TotpState.ACTIVE
+    # The service appends the events of what no store decision records, after the change.
+    totp_id, codes = await service.regenerate_recovery_codes("alice")
+    assert totp_id == enrollment.totp.totp_id
     assert "was not recorded" in caplog.text
     assert enrollment.secret not in caplog.text
+    assert not any(c in caplog.text for c in codes)
 
 
 async def test_the_store_records_the_events_of_its_decisions_itself(
     clock: FakeClock, keyring: Keyring
 ) -> None:
-    """Activations and checks are recorded by the store with the decision (the Redis
-    scripts append them), not through append_event, which here loses every event."""
+    """Creations, activations and checks are recorded by the store with the change (the
+    Redis scripts append them), not through append_event, which here loses every event."""
     store = EventsUnavailable(clock)
     service = TotpService(store, keyring, clock=clock, render_qr=FakeQrRenderer())
     enrollment = await service.create(command())
@@ -909,6 +913,7 @@ async def test_the_store_records_the_events_of_its_decisions_itself(
     await service.use_recovery_code("alice", enrollment.recovery_codes[0], "web")
     totp_id = enrollment.totp.totp_id
     assert store.events == [
+        Event(EventType.CREATE, "alice", totp_id, "ok", T0, ""),
         Event(EventType.ACTIVATE, "alice", totp_id, "activated", T0, "web"),
         Event(EventType.VERIFY, "alice", totp_id, "accepted", T0 + 60, "web"),
         Event(EventType.USE_RECOVERY_CODE, "alice", totp_id, "accepted", T0 + 60, "web"),

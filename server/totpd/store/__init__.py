@@ -28,11 +28,14 @@ from ..model import (
 
 
 class Store(Protocol):
-    async def create_pending(self, record: PendingRecord, request_id: str) -> str | None:
-        """Save a pending enrollment that expires at ``record.expire_time``.
+    async def create_pending(
+        self, record: PendingRecord, request_id: str, caller: str = ""
+    ) -> str | None:
+        """Save a pending enrollment that expires at ``record.expire_time``, and record its
+        audit event (``model.creation_events``) with it.
 
         With a ``request_id`` that already names an enrollment of the user, save nothing
-        and return that enrollment's id instead.
+        (and record no event) and return that enrollment's id instead.
         """
 
     async def get_pending(self, user_id: str, totp_id: str) -> PendingRecord | None: ...

@@ -45,15 +45,16 @@ The events stream is the one key outside every user's hash tag. Each entry has t
 ``type``, ``user_id``, ``totp_id``, ``outcome``, ``time`` (ms) and ``caller``, in this order,
 and each XADD caps it with ``MAXLEN ~``. Who appends:
 
-* The events of a decision (``totp.activate``, ``totp.verify``, ``recovery_code.use`` and
-  the ``lockout.engage`` a failure may add) are appended by the deciding script itself
-  (audit.lua), on one server and Sentinel's primary, where the stream is one of its KEYS:
-  the decision and its events are kept together or not at all, in one command. On Redis
-  Cluster the stream is in another slot than the user's keys, which a script may not
-  touch, so the store appends the same events with XADDs of its own right after it.
+* The events of a new enrollment or a decision (``totp.create``, ``totp.activate``,
+  ``totp.verify``, ``recovery_code.use`` and the ``lockout.engage`` a failure may add)
+  are appended by the script that makes the change (audit.lua), on one server and
+  Sentinel's primary, where the stream is one of its KEYS: the change and its events are
+  kept together or not at all, in one command. On Redis Cluster the stream is in another
+  slot than the user's keys, which a script may not touch, so the store appends the same
+  events with XADDs of its own right after it.
 * Every other event is appended by the service through ``append_event``, after the state
-  change it reports: ``totp.create``, ``recovery_codes.regenerate``, ``totp.delete``, and
-  the ``not_found`` of an activation or a verification refused before any script ran.
+  change it reports: ``recovery_codes.regenerate``, ``totp.delete``, and the
+  ``not_found`` of an activation or a verification refused before any script ran.
 
 No data was released under an earlier layout, so none needs migrating.
 """

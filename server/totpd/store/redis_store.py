@@ -5,7 +5,8 @@ reads, decides and writes atomically, with every key in KEYS and the server's cl
 ARGV, so the outcome is the same through any number of totpd processes.
 
 The same script appends the decision's audit events to the events stream (audit.lua), so
-the two are kept together or not at all, in one command. Except on Redis Cluster: the
+the two are kept together or not at all, in one command; so does the script that saves a
+new enrollment (create.lua). Except on Redis Cluster: the
 stream is in another slot than the user's keys, so there the store appends the events with
 XADDs of its own right after the script, and a failed XADD is logged, not raised (the
 decision stands). ``RedisStore(events_in_scripts=...)`` says which; by default, the former
@@ -55,6 +56,7 @@ from ..model import (
     TotpParams,
     activation_events,
     check_events,
+    creation_events,
 )
 from .expiry import ExpiryListener
 from .keys import UserKeys, events
@@ -431,7 +433,7 @@ class RedisStore:
         self._min_replicas_ack = min_replicas_ack
         self._wait_ms = max(1, _ms(replica_ack_timeout))
         lockout, recovery, audit = (_load_script(n) for n in ("lockout", "recovery", "audit"))
-        self._create = self._script("create")
+        self._create = self._script("create", prelude=audit)
         self._activate = self._script("activate", prelude=recovery + audit)
         self._check_code = self._script("check_code", prelude=lockout + audit)
         self._use_recovery = self._script("use_recovery_code", prelude=lockout + recovery + audit)
@@ -582,16 +584,25 @@ class RedisStore:
         return str(info.get("maxmemory_policy", "unknown"))
 
     @_unavailable_on_redis_errors
-    async def create_pending(self, record: PendingRecord, request_id: str) -> str | None:
+    async def create_pending(
+        self, record: PendingRecord, request_id: str, caller: str = ""
+    ) -> str | None:
         k = self._keys(record.user_id)
+        stream, audit = self._audit(record.user_id, caller)
         keys = [k.pending(record.totp_id), k.pending_index]
         if request_id:
             keys.append(k.idempotency(request_id))
-        flat = [item for pair in _encode_pending(record).items() for item in pair]
+        keys += stream
         args: list[_Arg] = [record.totp_id, _ms(record.create_time), _ms(record.expire_time)]
-        args += flat
+        args += ["1" if request_id else "0", *audit]
+        args += [item for pair in _encode_pending(record).items() for item in pair]
         existing = await self._run(self._create, keys, args)
-        return existing.decode() if existing else None
+        if existing:
+            return cast(bytes, existing).decode()
+        if not self._events_in_scripts:
+            created = creation_events(record.user_id, record.totp_id, record.create_time, caller)
+            await self._append_after(created)
+        return None
 
     @_unavailable_on_redis_errors
     async def get_pending(self, user_id: str, totp_id: str) -> PendingRecord | None:
