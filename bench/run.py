@@ -17,11 +17,15 @@ What it does, per worker count:
    - verify_replay  the same requests again: every code is now a replay, so each call
                takes the reject path (INVALID_ARGUMENT, counted as a failure)
    Users are enrolled beforehand in-process through TotpService (same keys, same Redis),
-   so the measured calls are only the ones named.
+   so the measured calls are only the ones named. Right before create, activate and
+   verify, a short baseline (--pair seconds) runs again, and each RPC's ratios are to
+   that one (verify_replay shares verify's): a shared machine's speed varies from minute
+   to minute, by 10-20 % on the one docs/performance.md was measured on.
 3. reads server CPU (all worker processes) and Redis CPU around each run, RSS after each,
    and MEMORY USAGE of every key of sampled enrollments;
 4. prints a table of medians over the rounds (RPS, p50, p99, CPU ms per RPC, ratios to the
-   baseline of the same round) and writes bench/results/<stamp>.json and .png.
+   baseline right before, within each round) and writes bench/results/<stamp>.json and
+   .png (the paired baselines are in the JSON as "<rpc>@baseline").
 
 --soak S adds a run of S seconds of mixed load (create and verify) sampling every
 worker's RSS, to show whether memory stays flat.
@@ -65,6 +69,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GHZ = ROOT / ".tools" / "bin" / "ghz"
 PY_SPY = Path(sys.executable).with_name("py-spy")
 SCENARIOS = ("baseline", "create", "activate", "verify", "verify_replay")
+# Results key suffix of the baseline measured right before a scenario ("create@baseline").
+PAIR = "@baseline"
 TARGETS = {"create": 0.25, "activate": 0.4, "verify": 0.5}  # x baseline RPS
 P99_LIMIT = 3.0  # x baseline p99
 PREFIX = "totpd"
@@ -489,6 +495,15 @@ def bench_workers(args: argparse.Namespace, workers: int) -> dict[str, Any]:
                 duration=args.duration,
                 **load,
             )
+
+            def paired(name: str, results: dict[str, Result] = results) -> None:
+                """A short baseline right before ``name``: its ratios are to this one, as
+                the machine's speed drifts over a round (see _medians)."""
+                results[f"{name}{PAIR}"] = measure(
+                    "baseline", server, rclient, dict(health), duration=args.pair, **load
+                )
+
+            paired("create")
             results["create"] = measure(
                 "create",
                 server,
@@ -503,6 +518,7 @@ def bench_workers(args: argparse.Namespace, workers: int) -> dict[str, Any]:
             if r == 0:
                 memory["pending"] = memory_per_enrollment(rclient, users[:200])
             rows = [{"user_id": u, "totp_id": t, "code": seeder.code(s)} for u, t, s in pending]
+            paired("activate")
             results["activate"] = measure(
                 "activate",
                 server,
@@ -521,6 +537,7 @@ def bench_workers(args: argparse.Namespace, workers: int) -> dict[str, Any]:
                 memory["active"] = memory_per_enrollment(rclient, users[:200])
             rows = [{"user_id": u, "code": seeder.code(s, 1)} for u, _, s in active]
             verify_file = _write_json(tmp / "verify.json", rows)
+            paired("verify")  # verify_replay follows verify: it shares this one
             for name in ("verify", "verify_replay"):
                 results[name] = measure(
                     name,
@@ -591,11 +608,17 @@ def run_soak(
 # -- report --------------------------------------------------------------------------
 
 
+def _baseline_of(results: dict[str, Result], name: str) -> Result:
+    """The baseline a scenario's ratios are to: the short one measured right before it,
+    else (older result files, the baseline itself) the round's first."""
+    return results.get(f"{name.removesuffix('_replay')}{PAIR}", results["baseline"])
+
+
 def _medians(rounds: list[dict[str, Result]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name in SCENARIOS:
         rs = [r[name] for r in rounds if name in r]
-        base = [r["baseline"] for r in rounds if name in r]
+        base = [_baseline_of(r, name) for r in rounds if name in r]
         if not rs:
             continue
         out[name] = {
@@ -604,7 +627,8 @@ def _medians(rounds: list[dict[str, Result]]) -> dict[str, dict[str, float]]:
             "p99_ms": statistics.median(x.p99_ms for x in rs),
             "server_cpu_ms": statistics.median(x.server_cpu_ms for x in rs),
             "redis_cpu_ms": statistics.median(x.redis_cpu_ms for x in rs),
-            # Ratios within each round (same load, same moment), then the median of those.
+            # Ratios within each round to the baseline measured right before (same load,
+            # nearly the same moment), then the median of those.
             "rps_ratio": statistics.median(x.rps / b.rps for x, b in zip(rs, base, strict=True)),
             "p99_ratio": statistics.median(
                 x.p99_ms / b.p99_ms for x, b in zip(rs, base, strict=True)
@@ -678,6 +702,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
     parser.add_argument("--connections", type=int, default=4, help="HTTP/2 connections")
     parser.add_argument("--duration", type=float, default=10, help="s, baseline and create")
+    parser.add_argument(
+        "--pair", type=float, default=4, help="s, the baseline right before each RPC's run"
+    )
     parser.add_argument("--users", type=int, default=4000, help="requests, activate/verify")
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--soak", type=float, default=0, help="s of mixed load, RSS sampled")

@@ -52,7 +52,7 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
             "PATH=$PWD/.tools/bin:$PATH .venv/bin/pytest tests/e2e/test_bench_smoke.py"
         )
     command = [sys.executable, "bench/run.py", "--workers", "1", "--rounds", "1"]
-    command += ["--duration", "1", "--warmup", "0.5", "--users", str(USERS)]
+    command += ["--duration", "1", "--pair", "0.5", "--warmup", "0.5", "--users", str(USERS)]
     command += ["--out", str(tmp_path), "--label", "smoke"]
     bench = subprocess.Popen(
         command,
@@ -92,6 +92,16 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     for name in ("baseline", "create"):
         assert "Unavailable" not in runs[name]["statuses"], runs[name]
         assert 0 <= runs[name]["cut_at_end"] <= CONCURRENCY, runs[name]
+    # Each RPC's own baseline, run right before it, is the one its ratios are to.
+    for name in ("create", "activate", "verify"):
+        paired = runs[f"{name}@baseline"]
+        assert set(paired["statuses"]) == {"OK"} and paired["rps"] > 0, paired
+        ratio = result["median"][name]["rps_ratio"]
+        assert ratio == pytest.approx(runs[name]["rps"] / paired["rps"]), (name, ratio)
+    verify_paired = runs["verify@baseline"]["rps"]
+    assert result["median"]["verify_replay"]["rps_ratio"] == pytest.approx(
+        runs["verify_replay"]["rps"] / verify_paired
+    )
 
     active = result["redis_memory_per_enrollment"]["active"]
     assert active["users_sampled"] == USERS, active
