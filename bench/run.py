@@ -18,9 +18,10 @@ What it does, per worker count:
                takes the reject path (INVALID_ARGUMENT, counted as a failure)
    Users are enrolled beforehand in-process through TotpService (same keys, same Redis),
    so the measured calls are only the ones named. Right before create, activate and
-   verify, a short baseline (--pair seconds) runs again, and each RPC's ratios are to
-   that one (verify_replay shares verify's): a shared machine's speed varies from minute
-   to minute, by 10-20 % on the one docs/performance.md was measured on.
+   verify, a short baseline (--pair seconds, after a second of unmeasured load) runs again,
+   and each RPC's ratios are to that one (verify_replay shares verify's): a shared
+   machine's speed varies from minute to minute, by 10-20 % on the one
+   docs/performance.md was measured on.
 3. reads server CPU (all worker processes) and Redis CPU around each run, RSS after each,
    and MEMORY USAGE of every key of sampled enrollments;
 4. prints a table of medians over the rounds (RPS, p50, p99, CPU ms per RPC, ratios to the
@@ -498,7 +499,10 @@ def bench_workers(args: argparse.Namespace, workers: int) -> dict[str, Any]:
 
             def paired(name: str, results: dict[str, Result] = results) -> None:
                 """A short baseline right before ``name``: its ratios are to this one, as
-                the machine's speed drifts over a round (see _medians)."""
+                the machine's speed drifts over a round (see _medians). After a second
+                of load that is not measured: the server sat idle while users were seeded,
+                and the RPC it is compared with runs on a server already under load."""
+                ghz(server.address, health["call"], data={}, duration=min(1, args.warmup), **load)
                 results[f"{name}{PAIR}"] = measure(
                     "baseline", server, rclient, dict(health), duration=args.pair, **load
                 )
@@ -705,7 +709,7 @@ def main() -> int:
     parser.add_argument(
         "--pair", type=float, default=4, help="s, the baseline right before each RPC's run"
     )
-    parser.add_argument("--users", type=int, default=4000, help="requests, activate/verify")
+    parser.add_argument("--users", type=int, default=6000, help="requests, activate/verify")
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--soak", type=float, default=0, help="s of mixed load, RSS sampled")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
