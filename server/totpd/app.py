@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -196,6 +197,10 @@ async def serve(settings: Settings) -> None:
         expiries = start_counting_expiries(store, settings, metrics)
         async with health_tracking(health_servicer, store.ping):
             await server.start()
+            # What exists now lives as long as the process (gRPC, descriptors, validator,
+            # scripts): keep it out of every later collection. A full one over it takes
+            # tens of milliseconds, a stall of every call in flight that shows in p99.
+            gc.freeze()
             host = settings.listen.rsplit(":", 1)[0]
             _warn_if_open(settings, tls, callers)
             log.info(
