@@ -10,6 +10,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import qr
 from .api.server import (
     RPC_NAMES,
     DrainingHealthServicer,
@@ -196,10 +197,11 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stopping.set)
         expiries = start_counting_expiries(store, settings, metrics)
         async with health_tracking(health_servicer, store.ping):
+            qr.prepare_usual_versions()
             await server.start()
             # What exists now lives as long as the process (gRPC, descriptors, validator,
-            # scripts): keep it out of every later collection. A full one over it takes
-            # tens of milliseconds, a stall of every call in flight that shows in p99.
+            # scripts, QR tables): keep it out of every later collection. A full one over
+            # it takes tens of milliseconds, a stall of every call in flight.
             gc.freeze()
             host = settings.listen.rsplit(":", 1)[0]
             _warn_if_open(settings, tls, callers)

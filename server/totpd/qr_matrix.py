@@ -436,6 +436,15 @@ def _line_penalty(dark: int, light: int, same: int, step: int) -> int:
     return runs + 40 * finder.bit_count()
 
 
+def prepare(versions: Iterable[int]) -> None:
+    """Work out the tables of these versions now rather than at their first code (6 ms for
+    version 6, 70 for version 40): a server calls this before it takes calls."""
+    for version in versions:
+        _layout(version)
+        for block in _blocks(version, ERROR_CORRECT_M)[0]:
+            _ec_table(block.ec)
+
+
 def encode(text: str) -> Matrix:
     """The QR code of ``text`` (UTF-8) at error correction level M."""
     segs = segments(text)

@@ -11,7 +11,7 @@ import qrcode
 from qrcode import util
 from qrcode.constants import ERROR_CORRECT_H, ERROR_CORRECT_L, ERROR_CORRECT_M, ERROR_CORRECT_Q
 
-from totpd import otp, qr_matrix
+from totpd import otp, qr, qr_matrix
 from totpd.model import Algorithm, TotpParams
 
 LEVELS = {"L": ERROR_CORRECT_L, "M": ERROR_CORRECT_M, "Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
@@ -196,3 +196,19 @@ def test_text_too_long_for_any_version() -> None:
     qr_matrix.encode("a" * 2331)  # version 40 at level M holds 2331 bytes
     with pytest.raises(ValueError, match="more than a QR code holds"):
         qr_matrix.encode("a" * 2332)
+
+
+def test_prepared_versions_are_not_worked_out_again_at_their_first_code() -> None:
+    # A server prepares the usual versions before it takes calls (qr.prepare_usual_versions):
+    # encoding then finds every table made, for each of those versions.
+    for cached in (qr_matrix._layout, qr_matrix._blocks, qr_matrix._ec_table):
+        cached.cache_clear()
+    qr.prepare_usual_versions()
+    made = {f: f.cache_info().misses for f in (qr_matrix._layout, qr_matrix._ec_table)}
+    versions = set()
+    for length in range(1, 199, 7):  # up to the 213 bytes version 10 holds in byte mode
+        text = "otpauth://totp/" + "x" * length
+        versions.add(qr_matrix.fit(qr_matrix.segments(text)))
+        qr_matrix.encode(text)
+    assert versions <= set(qr.USUAL_VERSIONS) and len(versions) >= 8, versions
+    assert {f: f.cache_info().misses for f in made} == made
