@@ -6,11 +6,11 @@ ARGV, so the outcome is the same through any number of totpd processes.
 
 The same script appends the decision's audit events to the events stream (audit.lua), so
 the two are kept together or not at all, in one command; so does the script that saves a
-new enrollment (create.lua). Except on Redis Cluster: the
-stream is in another slot than the user's keys, so there the store appends the events with
-XADDs of its own right after the script, and a failed XADD is logged, not raised (the
-decision stands). ``RedisStore(events_in_scripts=...)`` says which; by default, the former
-unless the client is a ``RedisCluster``.
+new enrollment (create.lua). Except on Redis Cluster: the stream is in another slot than
+the user's keys, so there the store appends the events with XADDs of its own right after
+the script, and a failed XADD is logged, not raised (the decision stands).
+``RedisStore(events_in_scripts=...)`` says which; by default, the former unless the client
+is a ``RedisCluster``.
 """
 
 from __future__ import annotations
